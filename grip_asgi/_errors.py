@@ -1,0 +1,127 @@
+"""The exceptions raised by grip-asgi.
+
+Every exception derives from :class:`GripError`::
+
+    GripError
+    ├── GripConfigError (also ValueError)     a malformed GRIP URL, key or setting
+    ├── GripProtocolError                     bad input from the network; carries ``status_hint``
+    │   ├── WebSocketDecodeError (also ValueError)   a malformed WebSocket-over-HTTP body (400)
+    │   ├── ConnectionIdMissingError          no Connection-Id on WebSocket-over-HTTP (400)
+    │   └── RequestTooLargeError              a body over the configured limit (413)
+    ├── GripInstructError (also RuntimeError)
+    │   ├── InstructAlreadyStartedError       ``start_instruct()`` called twice
+    │   └── InstructNotAvailableError         the request did not come through a GRIP proxy
+    ├── WebSocketStateError (also RuntimeError)   a WebSocketContext used in the wrong state
+    └── PublishError                          a publish failed; carries proxy, status and body
+        ├── PublishConnectionError            the proxy could not be reached
+        ├── PublishTimeoutError               the proxy did not answer in time
+        └── MultiPublishError                 some of several proxies failed; lists each error
+
+``GripProtocolError`` is what a middleware turns into a 4xx reply; the others are raised
+to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = (
+    "ConnectionIdMissingError",
+    "GripConfigError",
+    "GripError",
+    "GripInstructError",
+    "GripProtocolError",
+    "InstructAlreadyStartedError",
+    "InstructNotAvailableError",
+    "MultiPublishError",
+    "PublishConnectionError",
+    "PublishError",
+    "PublishTimeoutError",
+    "RequestTooLargeError",
+    "WebSocketDecodeError",
+    "WebSocketStateError",
+)
+
+
+class GripError(Exception):
+    """Base class of every grip-asgi error."""
+
+
+class GripConfigError(GripError, ValueError):
+    """A GRIP URL, key or setting is malformed. The message says which and why."""
+
+
+class GripProtocolError(GripError):
+    """A request from the network is malformed. Middleware replies ``status_hint``."""
+
+    status_hint: int = 400
+
+
+class WebSocketDecodeError(GripProtocolError, ValueError):
+    """A WebSocket-over-HTTP body does not follow the events format."""
+
+
+class ConnectionIdMissingError(GripProtocolError):
+    """A WebSocket-over-HTTP request has no ``Connection-Id`` header."""
+
+
+class RequestTooLargeError(GripProtocolError):
+    """A request body is larger than the configured limit."""
+
+    status_hint = 413
+
+
+class GripInstructError(GripError, RuntimeError):
+    """An instruct cannot be started."""
+
+
+class InstructAlreadyStartedError(GripInstructError):
+    """``start_instruct()`` was already called for this request."""
+
+
+class InstructNotAvailableError(GripInstructError):
+    """The request did not come through a GRIP proxy, so nothing would act on an instruct."""
+
+
+class WebSocketStateError(GripError, RuntimeError):
+    """A WebSocketContext was used in a state that does not allow it (for example after close)."""
+
+
+class PublishError(GripError):
+    """Publishing to a GRIP proxy failed.
+
+    ``proxy`` is the proxy's control URI (never with credentials), ``status`` the HTTP status
+    it answered with (None when there was no answer) and ``body`` the start of its reply.
+    """
+
+    def __init__(
+        self, message: str, *, proxy: str = "", status: int | None = None, body: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
+        self.body = body
+
+
+class PublishConnectionError(PublishError):
+    """The proxy's publish endpoint could not be reached."""
+
+
+class PublishTimeoutError(PublishError):
+    """The proxy did not answer the publish within the timeout."""
+
+
+class MultiPublishError(PublishError):
+    """Publishing to several proxies failed for at least one of them.
+
+    ``errors`` holds one :class:`PublishError` per failed proxy; ``succeeded`` lists the
+    control URIs of the proxies that accepted the items.
+    """
+
+    def __init__(self, errors: Sequence[PublishError], succeeded: Sequence[str] = ()) -> None:
+        failed = ", ".join(f"{e.proxy}: {e}" for e in errors)
+        super().__init__(
+            f"publish failed on {len(errors)} of {len(errors) + len(succeeded)} proxies ({failed})"
+        )
+        self.errors = list(errors)
+        self.succeeded = list(succeeded)

@@ -1,0 +1,287 @@
+"""The per-request GRIP context, and the sans-IO request/response logic both adapters share.
+
+An adapter (the ASGI middleware, the Django middleware) does only I/O and translation:
+
+1. it collects the GRIP-relevant request headers into a :class:`RequestHead`;
+2. :meth:`GripProcessor.inspect` verifies ``Grip-Sig`` and returns a :class:`GripContext`;
+3. for a WebSocket-over-HTTP request it reads the body (within ``limits.max_body_size``) and
+   calls :meth:`GripProcessor.attach_websocket`;
+4. after the app answered, :meth:`GripProcessor.instruct_response` gives the status and the
+   ``Grip-*`` headers to add, or ``ctx.ws.to_response()`` gives the whole WebSocket reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ._config import GripSettings
+from ._errors import (
+    ConnectionIdMissingError,
+    InstructAlreadyStartedError,
+    InstructNotAvailableError,
+    RequestTooLargeError,
+)
+from ._instruct import GripInstruct, parse_grip_feature, parse_grip_last
+from ._signature import ProxyVerifier
+from ._websocket import WebSocketContext, decode_websocket_events
+
+__all__ = (
+    "GripContext",
+    "GripLimits",
+    "GripProcessor",
+    "RequestHead",
+    "body_too_large",
+    "websocket_reply_replaces",
+)
+
+logger = logging.getLogger("grip_asgi")
+
+WEBSOCKET_EVENTS = "application/websocket-events"
+_NO_LAST: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class GripLimits:
+    """Bounds on what a proxied request may make the app hold in memory.
+
+    The defaults sit above anything Pushpin sends (it batches about 200,000 content bytes
+    into one WebSocket-over-HTTP request) and far below what would hurt a worker.
+    """
+
+    #: Largest WebSocket-over-HTTP request body, in bytes (larger gets 413).
+    max_body_size: int = 1_048_576
+    #: Most events in one WebSocket-over-HTTP request (more gets 400).
+    max_events: int = 20_000
+    #: Largest single event content, in bytes (larger gets 400).
+    max_event_size: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_size", "max_events", "max_event_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass
+class RequestHead:
+    """The parts of a request that GRIP looks at. Header values are as received."""
+
+    method: str
+    grip_sig: list[str] = field(default_factory=list)
+    content_type: str | None = None
+    connection_id: str | None = None
+    content_length: int | None = None
+    #: ``Meta-*`` headers, by lower-case name without the ``meta-`` prefix.
+    meta: dict[str, str] = field(default_factory=dict)
+    grip_last: list[str] = field(default_factory=list)
+    grip_feature: list[str] = field(default_factory=list)
+
+    @property
+    def is_websocket_events(self) -> bool:
+        """A POST whose media type is ``application/websocket-events`` (parameters ignored)."""
+        if self.method != "POST" or self.content_type is None:
+            return False
+        media_type = self.content_type.split(";", 1)[0].strip().lower()
+        return media_type == WEBSOCKET_EVENTS
+
+
+class GripContext:
+    """What GRIP knows about one request, and the instructions for its response.
+
+    Starlette and FastAPI expose it as ``request.state.grip``; Django as ``request.grip``.
+    """
+
+    __slots__ = (
+        "_instruct",
+        "features",
+        "is_proxied",
+        "is_signed",
+        "last",
+        "needs_signed",
+        "prefix",
+        "sig_error",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        *,
+        is_proxied: bool = False,
+        is_signed: bool = False,
+        needs_signed: bool = False,
+        sig_error: str | None = None,
+        prefix: str = "",
+        last: Mapping[str, str] | None = None,
+        features: frozenset[str] = frozenset(),
+    ) -> None:
+        #: The request came through a GRIP proxy (verified when keys are configured).
+        self.is_proxied = is_proxied
+        #: ``Grip-Sig`` verified against a configured key.
+        self.is_signed = is_signed
+        #: Keys are configured, so only signed requests count as proxied.
+        self.needs_signed = needs_signed
+        #: Why ``Grip-Sig`` was not accepted ("expired", "bad signature", ...), or None.
+        self.sig_error = sig_error
+        #: The channel prefix applied to every channel this request subscribes to.
+        self.prefix = prefix
+        #: ``Grip-Last``: the last id the proxy saw, by channel (retries and next links).
+        self.last: Mapping[str, str] = last if last is not None else _NO_LAST
+        #: ``Grip-Feature``: what the proxy supports, e.g. ``"link:next"``.
+        self.features = features
+        #: The WebSocket-over-HTTP context, or None when this is not such a request.
+        self.ws: WebSocketContext | None = None
+        self._instruct: GripInstruct | None = None
+
+    @property
+    def instruct(self) -> GripInstruct | None:
+        """The instruct started for this request, if any."""
+        return self._instruct
+
+    def start_instruct(self) -> GripInstruct:
+        """Start the GRIP instructions for this response (hold, channels, keep-alive, ...).
+
+        Call it before the handler returns. Raises :class:`InstructNotAvailableError` when
+        the request did not come through a GRIP proxy, and
+        :class:`InstructAlreadyStartedError` when called twice.
+        """
+        if not self.is_proxied:
+            raise InstructNotAvailableError(
+                "this request did not come through a GRIP proxy; check grip.is_proxied first"
+                + (f" (Grip-Sig rejected: {self.sig_error})" if self.sig_error else "")
+            )
+        if self._instruct is not None:
+            raise InstructAlreadyStartedError("start_instruct() was already called")
+        self._instruct = GripInstruct()
+        return self._instruct
+
+    # django-grip's names, so ported views keep working.
+    @property
+    def proxied(self) -> bool:
+        return self.is_proxied
+
+    @property
+    def signed(self) -> bool:
+        return self.is_signed
+
+    def __repr__(self) -> str:
+        return (
+            f"<GripContext proxied={self.is_proxied} signed={self.is_signed}"
+            f" ws={self.ws is not None} instruct={self._instruct is not None}>"
+        )
+
+
+class GripProcessor:
+    """The GRIP request/response rules, configured once per app and shared by every request."""
+
+    def __init__(
+        self,
+        settings: GripSettings,
+        *,
+        limits: GripLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits or GripLimits()
+        self._clock = clock
+        self._verifier = ProxyVerifier(settings.proxies)
+        #: Keys are configured for every proxy, so a request must be signed to count.
+        self.needs_signed = bool(settings.proxies) and self._verifier.all_have_keys
+        #: Shared by every request without ``Grip-Sig``: nothing about it can change.
+        self.unproxied = GripContext(needs_signed=self.needs_signed, prefix=settings.prefix)
+        if not self.needs_signed:
+            logger.warning(
+                "grip: no Grip-Sig verify key is configured for %s, so any client can pose as "
+                "the proxy by sending a Grip-Sig header; set verify-key in GRIP_URL",
+                "every proxy" if not settings.proxies else "some proxies",
+            )
+
+    def inspect(self, head: RequestHead) -> GripContext:
+        """Decide whether the request is proxied and signed, and parse the proxy's headers."""
+        if not head.grip_sig:
+            return self.unproxied
+        if len(head.grip_sig) > 1:
+            # Pushpin sends exactly one; several mean someone else added some.
+            return self._not_proxied("several Grip-Sig headers")
+        is_signed = False
+        sig_error: str | None = None
+        if self._verifier.any_has_key:
+            check = self._verifier.verify(head.grip_sig[0], self._clock())
+            is_signed = check.ok
+            sig_error = None if check.reason is None else str(check.reason.value)
+        if self.needs_signed and not is_signed:
+            return self._not_proxied(sig_error)
+        # Only a proxied request's Grip-Last / Grip-Feature are the proxy's (it strips
+        # client-sent Grip-* headers); from anyone else they would be forged.
+        return GripContext(
+            is_proxied=True,
+            is_signed=is_signed,
+            needs_signed=self.needs_signed,
+            sig_error=sig_error,
+            prefix=self.settings.prefix,
+            last=parse_grip_last(head.grip_last) if head.grip_last else None,
+            features=parse_grip_feature(head.grip_feature) if head.grip_feature else frozenset(),
+        )
+
+    def _not_proxied(self, reason: str | None) -> GripContext:
+        logger.debug("grip: Grip-Sig not accepted: %s", reason)
+        return GripContext(
+            needs_signed=self.needs_signed, sig_error=reason, prefix=self.settings.prefix
+        )
+
+    def wants_websocket_body(self, ctx: GripContext, head: RequestHead) -> bool:
+        """True when the adapter must read the body and call :meth:`attach_websocket`.
+
+        Raises the 4xx errors that need no body: a missing ``Connection-Id`` (400) and a
+        declared ``Content-Length`` over the limit (413).
+        """
+        if not ctx.is_proxied or not head.is_websocket_events:
+            return False
+        if not head.connection_id:
+            raise ConnectionIdMissingError(
+                "WebSocket-over-HTTP request has no Connection-Id header"
+            )
+        if head.content_length is not None and head.content_length > self.limits.max_body_size:
+            raise RequestTooLargeError(
+                f"WebSocket-over-HTTP body of {head.content_length} bytes is over the"
+                f" {self.limits.max_body_size}-byte limit"
+            )
+        return True
+
+    def attach_websocket(self, ctx: GripContext, head: RequestHead, body: bytes) -> None:
+        """Decode a WebSocket-over-HTTP body into ``ctx.ws``. Raises a 4xx GripProtocolError."""
+        if len(body) > self.limits.max_body_size:
+            raise body_too_large(self.limits.max_body_size)
+        events = decode_websocket_events(
+            body, max_events=self.limits.max_events, max_event_size=self.limits.max_event_size
+        )
+        assert head.connection_id is not None  # checked by wants_websocket_body
+        ctx.ws = WebSocketContext(head.connection_id, head.meta, events, self.settings.prefix)
+
+    def instruct_response(
+        self, ctx: GripContext, status: int
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """The status and ``Grip-*`` headers for a response, or None when there is no instruct."""
+        instruct = ctx._instruct
+        if instruct is None:
+            return None
+        headers = instruct.to_headers(self.settings.prefix)
+        if status == 304 and instruct.status is None:
+            # A 304 may not carry the instruct's headers through every framework and proxy
+            # hop; GRIP's answer is a 200 that tells the proxy the real status (spec §3.2).
+            headers.append(("Grip-Status", "304"))
+            status = 200
+        return status, headers
+
+
+def websocket_reply_replaces(ctx: GripContext, status: int) -> bool:
+    """The app's reply to a WebSocket-over-HTTP request is replaced by the events it queued."""
+    return ctx.ws is not None and status in (200, 204)
+
+
+def body_too_large(limit: int) -> RequestTooLargeError:
+    """The 413 error for a WebSocket-over-HTTP body over ``limit`` bytes."""
+    return RequestTooLargeError(f"WebSocket-over-HTTP body is over the {limit}-byte limit")

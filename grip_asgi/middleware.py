@@ -1,0 +1,277 @@
+"""GripMiddleware: GRIP for any ASGI app (Starlette, FastAPI, Litestar, Quart, ...).
+
+Pure ASGI: it imports no framework, keeps per-request state in locals, adds ``Grip-*``
+headers at ``http.response.start`` and never buffers a streamed body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ._config import GripConfig, GripSettings, Key
+from ._context import (
+    GripContext,
+    GripLimits,
+    GripProcessor,
+    RequestHead,
+    body_too_large,
+    websocket_reply_replaces,
+)
+from ._errors import GripProtocolError
+from ._publish import Publisher
+
+__all__ = ("GripMiddleware", "get_grip_context", "get_publisher")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("grip_asgi.middleware")
+
+_STRIPPED_FROM_WS_REPLY = {b"content-type", b"content-length"}
+
+
+class GripMiddleware:
+    """Detects requests from a GRIP proxy and turns handler output into GRIP responses.
+
+    Add it with ``app.add_middleware(GripMiddleware, grip="http://127.0.0.1:5561/?verify-iss=
+    pushpin&verify-key=changeme")``. Handlers then find a :class:`GripContext` at
+    ``request.state.grip`` (or ``get_grip_context(scope)`` in any ASGI framework) and a
+    :class:`Publisher` for the same proxies through :func:`get_publisher`.
+
+    Args:
+        grip: a GRIP URL, a :class:`GripConfig`, a list of either, or a :class:`GripSettings`.
+            None reads ``GRIP_URL`` / ``GRIP_PROXIES``, ``GRIP_VERIFY_KEY``, ``GRIP_PREFIX`` and
+            ``GRIP_PROXY_REQUIRED`` from the environment.
+        verify_key: key that verifies ``Grip-Sig`` for proxies whose config has none.
+        prefix: channel prefix for subscribe and publish (default: from ``grip`` / env, or "").
+        proxy_required: answer 501 to requests that did not come through the proxy.
+        max_body_size: largest WebSocket-over-HTTP body accepted, in bytes (larger gets 413).
+        limits: every request limit at once (see :class:`GripLimits`); overrides max_body_size.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        grip: str | GripConfig | Iterable[str | GripConfig] | GripSettings | None = None,
+        verify_key: Key | None = None,
+        prefix: str | None = None,
+        proxy_required: bool | None = None,
+        max_body_size: int | None = None,
+        limits: GripLimits | None = None,
+    ) -> None:
+        self.app = app
+        if isinstance(grip, GripSettings):
+            base = grip
+        elif grip is None:
+            base = GripSettings.from_env()
+        else:
+            base = GripSettings.build(grip)
+        settings = GripSettings.build(
+            base.proxies,
+            verify_key=verify_key,
+            prefix=base.prefix if prefix is None else prefix,
+            proxy_required=base.proxy_required if proxy_required is None else proxy_required,
+        )
+        if limits is None:
+            limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)
+        self.processor = GripProcessor(settings, limits=limits)
+        #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.
+        self.publisher = Publisher(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+
+        state = scope.setdefault("state", {})
+        state["grip_publisher"] = self.publisher
+        processor = self.processor
+        for name, _ in scope["headers"]:
+            if name == b"grip-sig":
+                break
+        else:
+            # The common case: no proxy involved, so nothing to verify or rewrite.
+            state["grip"] = processor.unproxied
+            if processor.settings.proxy_required:
+                await _send_plain(send, 501, "Not Implemented: this endpoint needs a GRIP proxy")
+                return
+            await self.app(scope, receive, send)
+            return
+
+        head = _read_head(scope)
+        ctx = processor.inspect(head)
+        state["grip"] = ctx
+        if processor.settings.proxy_required and not ctx.is_proxied:
+            await _send_plain(send, 501, "Not Implemented: this endpoint needs a GRIP proxy")
+            return
+        try:
+            if processor.wants_websocket_body(ctx, head):
+                body = await _read_body(receive, processor.limits.max_body_size)
+                if body is None:  # the client went away
+                    return
+                processor.attach_websocket(ctx, head, body)
+                receive = _replay(body, receive)
+                send = _websocket_send(ctx, send)
+            elif ctx.is_proxied:
+                send = _instruct_send(processor, ctx, send)
+        except GripProtocolError as exc:
+            logger.debug("grip: rejecting request: %s", exc)
+            await _send_plain(send, exc.status_hint, str(exc))
+            return
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Close the pool, and leave a fresh publisher for an app that starts again
+                # (a test client's next lifespan); its client is made on first use.
+                publisher, self.publisher = self.publisher, Publisher(self.processor.settings)
+                await publisher.aclose()
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def get_grip_context(request_or_scope: Any) -> GripContext:
+    """The :class:`GripContext` of a request, from a Starlette request or a raw ASGI scope."""
+    scope = getattr(request_or_scope, "scope", request_or_scope)
+    try:
+        ctx = scope["state"]["grip"]
+    except (KeyError, TypeError):
+        raise RuntimeError("GripMiddleware must be installed to use GRIP") from None
+    assert isinstance(ctx, GripContext)
+    return ctx
+
+
+def get_publisher(request_or_scope: Any) -> Publisher:
+    """The middleware's :class:`Publisher`, from a Starlette request or a raw ASGI scope."""
+    scope = getattr(request_or_scope, "scope", request_or_scope)
+    try:
+        publisher = scope["state"]["grip_publisher"]
+    except (KeyError, TypeError):
+        raise RuntimeError("GripMiddleware must be installed to use GRIP") from None
+    assert isinstance(publisher, Publisher)
+    return publisher
+
+
+def _read_head(scope: Scope) -> RequestHead:
+    head = RequestHead(scope["method"])
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        # Pushpin writes GRIP header values (meta, channel names) as UTF-8.
+        value = raw_value.decode("utf-8", "replace")
+        if name == "grip-sig":
+            head.grip_sig.append(value)
+        elif name == "content-type":
+            head.content_type = value
+        elif name == "connection-id":
+            head.connection_id = value
+        elif name == "content-length":
+            head.content_length = int(value) if value.isdigit() else None
+        elif name.startswith("meta-"):
+            head.meta[name[5:]] = value
+        elif name == "grip-last":
+            head.grip_last.append(value)
+        elif name == "grip-feature":
+            head.grip_feature.append(value)
+    return head
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None if the client disconnected; 413 past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the app the body already read, then defers to the server."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Send:
+    async def instruct_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            plan = processor.instruct_response(ctx, message["status"])
+            if plan is not None:
+                status, grip_headers = plan
+                headers = list(message.get("headers", ()))
+                headers.extend((k.lower().encode("latin-1"), v.encode()) for k, v in grip_headers)
+                message = {**message, "status": status, "headers": headers}
+        await send(message)
+
+    return instruct_send
+
+
+def _websocket_send(ctx: GripContext, send: Send) -> Send:
+    """Swap a 200/204 reply for the WebSocket events the handler queued (Content-Length fixed)."""
+    held_start: Message | None = None
+
+    async def websocket_send(message: Message) -> None:
+        nonlocal held_start
+        kind = message["type"]
+        if kind == "http.response.start" and websocket_reply_replaces(ctx, message["status"]):
+            held_start = message
+            return
+        if held_start is None or kind != "http.response.body":
+            await send(message)
+            return
+        if message.get("more_body", False):
+            return  # the app's own body is dropped: the events are the reply
+        assert ctx.ws is not None
+        status, ws_headers, body = ctx.ws.to_response()
+        headers = [
+            (k, v)
+            for k, v in held_start.get("headers", ())
+            if k.lower() not in _STRIPPED_FROM_WS_REPLY
+        ]
+        headers.extend((k.lower().encode("latin-1"), v.encode()) for k, v in ws_headers)
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        held_start = None
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return websocket_send
+
+
+async def _send_plain(send: Send, status: int, text: str) -> None:
+    body = (text + "\n").encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("latin-1")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

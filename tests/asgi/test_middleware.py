@@ -1,0 +1,460 @@
+"""GripMiddleware driven by raw ASGI messages: what goes in, what comes out, in what order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from grip_asgi import GripContext, GripMiddleware, get_grip_context
+from grip_asgi.middleware import Message, Receive, Scope, Send
+from grip_asgi.testing import GripTestProxy, close_event, open_event, text_event
+
+GRIP_URL = "http://127.0.0.1:5561/?verify-iss=pushpin&verify-key=secret-key-for-tests"
+proxy = GripTestProxy(key="secret-key-for-tests", iss="pushpin")
+
+
+def http_scope(
+    method: str = "GET", path: str = "/", headers: dict[str, str] | None = None
+) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def run(
+    app: Callable[..., Any], scope: Scope, body: bytes = b"", chunk: int | None = None
+) -> list[Message]:
+    """Call ``app`` with ``body`` (in chunks of ``chunk`` bytes) and collect what it sends."""
+    parts = (
+        [body]
+        if chunk is None
+        else [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    )
+    incoming: list[Message] = [
+        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+        for i, p in enumerate(parts)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    return sent
+
+
+def status_of(sent: list[Message]) -> int:
+    return int(sent[0]["status"])
+
+
+def headers_of(sent: list[Message]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+
+
+def body_of(sent: list[Message]) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def make_app(handler: Callable[[GripContext, bytes], Any], status: int = 200, body: bytes = b"ok"):
+    """A raw ASGI app that reads its body, calls ``handler(ctx, body)`` and answers."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        received = b""
+        while True:
+            message = await receive()
+            received += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        result = handler(get_grip_context(scope), received)
+        if hasattr(result, "__await__"):
+            await result
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.mark.anyio
+async def test_plain_request_passes_through_with_an_unproxied_context() -> None:
+    seen: list[GripContext] = []
+    app = GripMiddleware(make_app(lambda ctx, body: seen.append(ctx)), grip=GRIP_URL)
+    sent = await run(app, http_scope(headers={"X-Other": "1"}))
+    assert status_of(sent) == 200
+    assert headers_of(sent) == {"content-type": "text/plain"}
+    assert body_of(sent) == b"ok"
+    assert not seen[0].is_proxied and not seen[0].is_signed and seen[0].needs_signed
+    assert seen[0].ws is None
+
+
+@pytest.mark.anyio
+async def test_signed_request_is_proxied_and_gets_instruct_headers() -> None:
+    def hold(ctx: GripContext, body: bytes) -> None:
+        assert ctx.is_proxied and ctx.is_signed
+        assert "link:next" in ctx.features
+        ctx.start_instruct().add_channel("news").set_hold_stream()
+
+    app = GripMiddleware(make_app(hold), grip=GRIP_URL, prefix="app-")
+    sent = await run(app, http_scope(headers=proxy.headers()))
+    headers = headers_of(sent)
+    assert headers["grip-hold"] == "stream"
+    assert headers["grip-channel"] == "app-news"
+    assert body_of(sent) == b"ok"
+
+
+@pytest.mark.parametrize(
+    ("grip_sig", "reason"),
+    [
+        ("garbage", None),
+        (
+            GripTestProxy(key="wrong-key-wrong-key", iss="pushpin").headers()["Grip-Sig"],
+            "bad signature",
+        ),
+        (GripTestProxy(key="secret-key-for-tests", iss="other").headers()["Grip-Sig"], None),
+    ],
+)
+@pytest.mark.anyio
+async def test_unverifiable_signature_is_not_proxied(grip_sig: str, reason: str | None) -> None:
+    seen: list[GripContext] = []
+    app = GripMiddleware(make_app(lambda ctx, body: seen.append(ctx)), grip=GRIP_URL)
+    await run(app, http_scope(headers={"Grip-Sig": grip_sig, "Grip-Last": "a; last-id=1"}))
+    ctx = seen[0]
+    assert not ctx.is_proxied and not ctx.is_signed
+    assert ctx.sig_error
+    if reason:
+        assert ctx.sig_error == reason
+    assert dict(ctx.last) == {}  # a forged Grip-Last is ignored
+
+
+@pytest.mark.anyio
+async def test_several_grip_sig_headers_are_not_proxied() -> None:
+    seen: list[GripContext] = []
+    app = GripMiddleware(make_app(lambda ctx, body: seen.append(ctx)), grip=GRIP_URL)
+    scope = http_scope(headers=proxy.headers())
+    scope["headers"].append((b"grip-sig", proxy.headers()["Grip-Sig"].encode()))
+    await run(app, scope)
+    assert not seen[0].is_proxied
+    assert seen[0].sig_error == "several Grip-Sig headers"
+
+
+@pytest.mark.anyio
+async def test_without_keys_any_grip_sig_counts_as_proxied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[GripContext] = []
+    app = GripMiddleware(make_app(lambda ctx, body: seen.append(ctx)), grip="http://127.0.0.1:5561")
+    assert "any client can pose as the proxy" in caplog.text
+    await run(app, http_scope(headers={"Grip-Sig": "anything", "Grip-Last": "a; last-id=1"}))
+    assert seen[0].is_proxied and not seen[0].is_signed and not seen[0].needs_signed
+    assert dict(seen[0].last) == {"a": "1"}
+
+
+@pytest.mark.anyio
+async def test_not_modified_with_an_instruct_becomes_200_with_grip_status() -> None:
+    app = GripMiddleware(
+        make_app(
+            lambda ctx, body: ctx.start_instruct().add_channel("c").set_hold_longpoll(),
+            status=304,
+            body=b"",
+        ),
+        grip=GRIP_URL,
+    )
+    sent = await run(app, http_scope(headers=proxy.headers()))
+    assert status_of(sent) == 200
+    assert headers_of(sent)["grip-status"] == "304"
+    assert headers_of(sent)["grip-hold"] == "response"
+
+
+@pytest.mark.anyio
+async def test_not_modified_without_an_instruct_is_untouched() -> None:
+    app = GripMiddleware(make_app(lambda ctx, body: None, status=304, body=b""), grip=GRIP_URL)
+    sent = await run(app, http_scope(headers=proxy.headers()))
+    assert status_of(sent) == 304
+    assert "grip-status" not in headers_of(sent)
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+@pytest.mark.anyio
+async def test_proxy_required_answers_501_to_direct_clients(proxied: bool) -> None:
+    app = GripMiddleware(make_app(lambda ctx, body: None), grip=GRIP_URL, proxy_required=True)
+    sent = await run(
+        app, http_scope(headers=proxy.headers() if proxied else {"Grip-Sig": "forged"})
+    )
+    assert status_of(sent) == (200 if proxied else 501)
+    sent = await run(app, http_scope())
+    assert status_of(sent) == 501
+    assert b"GRIP proxy" in body_of(sent)
+
+
+@pytest.mark.anyio
+async def test_stream_chunks_pass_through_one_by_one() -> None:
+    """The middleware must not buffer: chunk 2 is only produced after chunk 1 reached the server."""
+    first_chunk_out = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        get_grip_context(scope).start_instruct().add_channel("s").set_hold_stream()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        with anyio.fail_after(2):
+            await first_chunk_out.wait()
+        await send({"type": "http.response.body", "body": b"two", "more_body": False})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message.get("body") == b"one":
+            first_chunk_out.set()
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await GripMiddleware(app, grip=GRIP_URL)(http_scope(headers=proxy.headers()), receive, send)
+    assert [m["type"] for m in sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.body",
+    ]
+    assert headers_of(sent)["grip-hold"] == "stream"
+
+
+@pytest.mark.parametrize("scope_type", ["websocket", "lifespan"])
+@pytest.mark.anyio
+async def test_non_http_scopes_pass_through(scope_type: str) -> None:
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append(scope["type"])
+        assert "state" not in scope or "grip" not in scope["state"]
+        await send({"type": "done"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {}
+
+    await GripMiddleware(app, grip=GRIP_URL)({"type": scope_type}, receive, send)
+    assert calls == [scope_type] and sent == [{"type": "done"}]
+
+
+@pytest.mark.anyio
+async def test_lifespan_shutdown_closes_the_publisher() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "lifespan.shutdown.complete"})
+
+    middleware = GripMiddleware(app, grip=GRIP_URL)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "lifespan.shutdown"}
+
+    publisher = middleware.publisher
+    await middleware({"type": "lifespan"}, receive, send)
+    assert sent == [{"type": "lifespan.shutdown.complete"}]
+    assert publisher.closed
+    assert middleware.publisher is not publisher and not middleware.publisher.closed
+
+
+def ws_scope(request_headers: dict[str, str], path: str = "/ws") -> Scope:
+    return http_scope("POST", path, request_headers)
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+@pytest.mark.anyio
+async def test_websocket_over_http_echo_and_the_app_still_sees_the_body(chunk: int | None) -> None:
+    bodies: list[bytes] = []
+
+    def echo(ctx: GripContext, body: bytes) -> None:
+        bodies.append(body)
+        ws = ctx.ws
+        assert ws is not None
+        if ws.is_opening():
+            ws.accept()
+        for message in ws:
+            ws.send(message)
+
+    request = proxy.websocket(
+        open_event(), text_event("hello"), connection_id="c1", meta={"user": "ann"}
+    )
+    app = GripMiddleware(make_app(echo, body=b"app body is replaced"), grip=GRIP_URL)
+    sent = await run(app, ws_scope(request.headers), request.content, chunk=chunk)
+    assert bodies == [request.content]
+    assert status_of(sent) == 200
+    headers = headers_of(sent)
+    assert headers["content-type"] == "application/websocket-events"
+    assert headers["sec-websocket-extensions"] == "grip"
+    body = body_of(sent)
+    assert body == b"OPEN\r\nTEXT 7\r\nm:hello\r\n"
+    assert headers["content-length"] == str(len(body))
+
+
+@pytest.mark.anyio
+async def test_websocket_meta_changes_become_set_meta_headers() -> None:
+    def handler(ctx: GripContext, body: bytes) -> None:
+        assert ctx.ws is not None and ctx.ws.meta == {"user": "ann"}
+        ctx.ws.meta["room"] = "lobby"
+        del ctx.ws.meta["user"]
+
+    request = proxy.websocket(text_event("x"), meta={"User": "ann"})
+    sent = await run(
+        GripMiddleware(make_app(handler), grip=GRIP_URL), ws_scope(request.headers), request.content
+    )
+    headers = headers_of(sent)
+    assert headers["set-meta-room"] == "lobby"
+    assert headers["set-meta-user"] == ""
+
+
+@pytest.mark.anyio
+async def test_websocket_close_is_echoed() -> None:
+    def handler(ctx: GripContext, body: bytes) -> None:
+        assert ctx.ws is not None
+        assert list(ctx.ws) == []
+        assert ctx.ws.close_code == 4001
+
+    request = proxy.websocket(close_event(4001, "bye"))
+    sent = await run(
+        GripMiddleware(make_app(handler), grip=GRIP_URL), ws_scope(request.headers), request.content
+    )
+    assert body_of(sent).startswith(b"CLOSE ")
+    assert b"\x0f\xa1" in body_of(sent)
+
+
+@pytest.mark.anyio
+async def test_websocket_non_2xx_reply_passes_through() -> None:
+    request = proxy.websocket(open_event())
+    app = GripMiddleware(
+        make_app(lambda ctx, body: None, status=403, body=b"go away"), grip=GRIP_URL
+    )
+    sent = await run(app, ws_scope(request.headers), request.content)
+    assert status_of(sent) == 403 and body_of(sent) == b"go away"
+
+
+@pytest.mark.anyio
+async def test_websocket_reject_on_open() -> None:
+    def handler(ctx: GripContext, body: bytes) -> None:
+        assert ctx.ws is not None
+        ctx.ws.reject(403, "members only")
+
+    request = proxy.websocket(open_event())
+    sent = await run(
+        GripMiddleware(make_app(handler), grip=GRIP_URL), ws_scope(request.headers), request.content
+    )
+    assert status_of(sent) == 403
+    assert body_of(sent) == b"members only"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"TEXT 5\r\nhi", {}, 400, b"truncated"),
+        (b"BOGUS\r\n", {}, 400, b"BOGUS"),
+        (b"OPEN\r\n", {"Connection-Id": ""}, 400, b"Connection-Id"),
+        (b"TEXT 10\r\n" + b"x" * 16 + b"\r\n", {}, 413, b"limit"),
+        (b"OPEN\r\n", {"Content-Length": "999999"}, 413, b"999999 bytes"),
+    ],
+)
+@pytest.mark.anyio
+async def test_bad_websocket_requests_get_a_4xx_naming_the_problem(
+    body: bytes, headers: dict[str, str], status: int, message: bytes
+) -> None:
+    called: list[bool] = []
+    request = proxy.websocket()
+    request_headers = {**request.headers, **headers}
+    if request_headers.get("Connection-Id") == "":
+        del request_headers["Connection-Id"]
+    app = GripMiddleware(
+        make_app(lambda ctx, b: called.append(True)), grip=GRIP_URL, max_body_size=20
+    )
+    sent = await run(app, ws_scope(request_headers), body)
+    assert status_of(sent) == status
+    assert message in body_of(sent), body_of(sent)
+    assert not called
+
+
+@pytest.mark.anyio
+async def test_unproxied_websocket_body_gets_no_context() -> None:
+    seen: list[GripContext] = []
+    request = proxy.websocket(open_event())
+    headers = {**request.headers, "Grip-Sig": "forged"}
+    app = GripMiddleware(make_app(lambda ctx, body: seen.append(ctx)), grip=GRIP_URL)
+    sent = await run(app, ws_scope(headers), request.content)
+    assert seen[0].ws is None and not seen[0].is_proxied
+    assert body_of(sent) == b"ok"
+
+
+@pytest.mark.anyio
+async def test_client_disconnect_while_reading_the_body_ends_quietly() -> None:
+    request = proxy.websocket(open_event())
+    called: list[bool] = []
+    app = GripMiddleware(make_app(lambda ctx, body: called.append(True)), grip=GRIP_URL)
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"OP", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(ws_scope(request.headers), receive, send)
+    assert sent == [] and called == []
+
+
+def test_get_grip_context_without_middleware_says_so() -> None:
+    with pytest.raises(RuntimeError, match="GripMiddleware must be installed"):
+        get_grip_context(http_scope())
+
+
+def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIP_URL", GRIP_URL)
+    monkeypatch.setenv("GRIP_PREFIX", "env-")
+    monkeypatch.setenv("GRIP_PROXY_REQUIRED", "true")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        pass
+
+    middleware = GripMiddleware(app)
+    settings = middleware.processor.settings
+    assert settings.prefix == "env-" and settings.proxy_required
+    assert settings.proxies[0].verify_iss == "pushpin"
+    assert middleware.processor.needs_signed
+    assert (
+        GripMiddleware(app, prefix="kw-", proxy_required=False).processor.settings.prefix == "kw-"
+    )

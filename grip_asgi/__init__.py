@@ -48,7 +48,6 @@ from ._publish import (
     text_formats,
 )
 from ._signature import ProxyVerifier, SigCheck, SigFailure, SigVerifier, check_sig, validate_sig
-
 from ._sse import (
     SSE_CONTENT_TYPE,
     SSE_KEEP_ALIVE,

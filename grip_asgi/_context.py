@@ -27,9 +27,10 @@ from ._errors import (
 )
 from ._instruct import GripInstruct, parse_grip_feature, parse_grip_last
 from ._signature import ProxyVerifier
-from ._websocket import WebSocketContext, decode_websocket_events
+from ._websocket import WEBSOCKET_EVENTS_CONTENT_TYPE, WebSocketContext, decode_websocket_events
 
 __all__ = (
+    "PROXY_REQUIRED_MESSAGE",
     "GripContext",
     "GripLimits",
     "GripProcessor",
@@ -40,7 +41,8 @@ __all__ = (
 
 logger = logging.getLogger("grip_asgi")
 
-WEBSOCKET_EVENTS = "application/websocket-events"
+#: The body of the 501 both adapters send when a proxy is required and the request is direct.
+PROXY_REQUIRED_MESSAGE = "Not Implemented: this endpoint needs a GRIP proxy"
 _NO_LAST: Mapping[str, str] = MappingProxyType({})
 
 
@@ -86,7 +88,7 @@ class RequestHead:
         if self.method != "POST" or self.content_type is None:
             return False
         media_type = self.content_type.split(";", 1)[0].strip().lower()
-        return media_type == WEBSOCKET_EVENTS
+        return media_type == WEBSOCKET_EVENTS_CONTENT_TYPE
 
 
 class GripContext:

@@ -34,6 +34,7 @@ from ._errors import (
     PublishError,
     PublishTimeoutError,
 )
+from ._sse import encode_sse_event
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -321,7 +322,7 @@ def sse_event(
     item id Pushpin sequences by.
     """
     return HttpStreamFormat(
-        _encode_sse_event(data, event=event, id=id, retry=retry), content_filters=content_filters
+        encode_sse_event(data, event=event, id=id, retry=retry), content_filters=content_filters
     )
 
 
@@ -333,27 +334,6 @@ def text_formats(text: str) -> list[Format]:
     stream format, and that one is read by SSE clients and readable on a plain stream too.
     """
     return [WebSocketMessageFormat(text), sse_event(text), HttpResponseFormat(body=text + "\n")]
-
-
-def _encode_sse_event(data: str, *, event: str | None, id: str | None, retry: int | None) -> str:
-    # HTML Living Standard §9.2.6: a field ends at the first CR or LF, so event and id cannot
-    # hold one, and each line of data becomes its own "data:" field.
-    for name, value in (("event", event), ("id", id)):
-        if value is not None and ("\n" in value or "\r" in value):
-            raise ValueError(f"an SSE {name} cannot contain a line break")
-    if id is not None and "\0" in id:
-        raise ValueError("an SSE id cannot contain NUL (browsers ignore such an id)")
-    lines = [] if event is None else [f"event: {event}"]
-    if id is not None:
-        lines.append(f"id: {id}")
-    if retry is not None:
-        if retry < 0:
-            raise ValueError(f"an SSE retry must not be negative, got {retry}")
-        lines.append(f"retry: {retry}")
-    lines.extend(
-        "data: " + line for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    )
-    return "\n".join(lines) + "\n\n"
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._config import GripConfig, GripSettings, Key
 from ._context import (
+    PROXY_REQUIRED_MESSAGE,
     GripContext,
     GripLimits,
     GripProcessor,
@@ -102,7 +103,7 @@ class GripMiddleware:
             # The common case: no proxy involved, so nothing to verify or rewrite.
             state["grip"] = processor.unproxied
             if processor.settings.proxy_required:
-                await _send_plain(send, 501, "Not Implemented: this endpoint needs a GRIP proxy")
+                await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
             await self.app(scope, receive, send)
             return
@@ -111,7 +112,7 @@ class GripMiddleware:
         ctx = processor.inspect(head)
         state["grip"] = ctx
         if processor.settings.proxy_required and not ctx.is_proxied:
-            await _send_plain(send, 501, "Not Implemented: this endpoint needs a GRIP proxy")
+            await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
             return
         try:
             if processor.wants_websocket_body(ctx, head):
@@ -120,8 +121,18 @@ class GripMiddleware:
                     return
                 processor.attach_websocket(ctx, head, body)
                 receive = _replay(body, receive)
-                send = _websocket_send(ctx, send)
-            elif ctx.is_proxied:
+                reply = _WebSocketReply(ctx, send)
+                try:
+                    await self.app(scope, receive, reply.send)
+                except GripProtocolError as exc:
+                    # A bad client message the handler found in ws.recv() (a TEXT that is
+                    # not UTF-8) is the client's fault: 4xx, as for a malformed body.
+                    if reply.started:
+                        raise
+                    logger.debug("grip: rejecting request: %s", exc)
+                    await _send_plain(send, exc.status_hint, str(exc))
+                return
+            if ctx.is_proxied:
                 send = _instruct_send(processor, ctx, send)
         except GripProtocolError as exc:
             logger.debug("grip: rejecting request: %s", exc)
@@ -231,35 +242,40 @@ def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Se
     return instruct_send
 
 
-def _websocket_send(ctx: GripContext, send: Send) -> Send:
-    """Swap a 200/204 reply for the WebSocket events the handler queued (Content-Length fixed)."""
-    held_start: Message | None = None
+class _WebSocketReply:
+    """Swaps a 200/204 reply for the WebSocket events the handler queued (Content-Length fixed)."""
 
-    async def websocket_send(message: Message) -> None:
-        nonlocal held_start
+    def __init__(self, ctx: GripContext, send: Send) -> None:
+        self.ctx = ctx
+        self._send = send
+        self._held_start: Message | None = None
+        #: Something reached the server already, so an error can no longer become a 4xx.
+        self.started = False
+
+    async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start" and websocket_reply_replaces(ctx, message["status"]):
-            held_start = message
+        if kind == "http.response.start" and websocket_reply_replaces(self.ctx, message["status"]):
+            self._held_start = message
             return
-        if held_start is None or kind != "http.response.body":
-            await send(message)
+        if self._held_start is None or kind != "http.response.body":
+            self.started = True
+            await self._send(message)
             return
         if message.get("more_body", False):
             return  # the app's own body is dropped: the events are the reply
-        assert ctx.ws is not None
-        status, ws_headers, body = ctx.ws.to_response()
+        assert self.ctx.ws is not None
+        status, ws_headers, body = self.ctx.ws.to_response()
         headers = [
             (k, v)
-            for k, v in held_start.get("headers", ())
+            for k, v in self._held_start.get("headers", ())
             if k.lower() not in _STRIPPED_FROM_WS_REPLY
         ]
         headers.extend((k.lower().encode("latin-1"), v.encode()) for k, v in ws_headers)
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
-        held_start = None
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return websocket_send
+        self._held_start = None
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
 
 
 async def _send_plain(send: Send, status: int, text: str) -> None:

@@ -121,6 +121,20 @@ def drive(request: pytest.FixtureRequest) -> DriverFactory:
             {"channel": "room", "id": "1", "formats": {"ws-message": {"content-bin": "AP8="}}},
         ),
         (
+            "publish_text",
+            ("news", "hi"),
+            {"id": "7"},
+            {
+                "channel": "news",
+                "id": "7",
+                "formats": {
+                    "ws-message": {"content": "hi"},
+                    "http-stream": {"content": "data: hi\n\n"},
+                    "http-response": {"body": "hi\n"},
+                },
+            },
+        ),
+        (
             "publish_stream",
             ("s", "line\n"),
             {"prev_id": "0"},
@@ -1033,3 +1047,12 @@ def test_publish_nowait_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"):
         publisher.publish_nowait("c", WebSocketMessageFormat("a"))
     assert publisher._queue is None
+
+
+def test_closed_is_reported_and_enforced() -> None:
+    publisher = SyncPublisher(URL, client=httpx.Client(transport=httpx.MockTransport(Proxy())))
+    assert not publisher.closed
+    publisher.close()
+    assert publisher.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        publisher.publish_websocket("room", "hi")

@@ -182,9 +182,9 @@ def test_sse_event_is_an_http_stream_in_sse_framing(kwargs: Any, content: str) -
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"event": "a\nb"}, "SSE event cannot contain a line break"),
-        ({"id": "1\r"}, "SSE id cannot contain a line break"),
-        ({"id": "1\0"}, "SSE id cannot contain NUL"),
+        ({"event": "a\nb"}, "SSE event must not contain CR, LF or NUL"),
+        ({"id": "1\r"}, "SSE id must not contain CR, LF or NUL"),
+        ({"id": "1\0"}, "SSE id must not contain CR, LF or NUL"),
         ({"retry": -1}, "SSE retry must not be negative"),
     ],
 )

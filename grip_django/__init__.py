@@ -1,0 +1,24 @@
+"""GRIP for Django: hand WebSockets, streams, SSE and long-polls to Pushpin or Fastly Fanout.
+
+Add ``"grip_django"`` to ``INSTALLED_APPS`` and ``"grip_django.middleware.GripMiddleware"``
+near the top of ``MIDDLEWARE``, and set ``GRIP_URL``. Views then find ``request.grip``;
+:mod:`grip_django.conf` describes the settings.
+"""
+
+from __future__ import annotations
+
+from .decorators import set_hold_longpoll, set_hold_stream, websocket_only
+from .middleware import GripHttpRequest, GripMiddleware
+from .publish import apublish, get_async_publisher, get_publisher, publish
+
+__all__ = (
+    "GripHttpRequest",
+    "GripMiddleware",
+    "apublish",
+    "get_async_publisher",
+    "get_publisher",
+    "publish",
+    "set_hold_longpoll",
+    "set_hold_stream",
+    "websocket_only",
+)

@@ -1,0 +1,213 @@
+"""grip_django's settings, read from Django's settings with the environment as a fallback.
+
+Each setting keeps its django-grip name. A setting that is absent (or None) in Django's
+settings is read from the environment variable of the same name, so a twelve-factor
+deployment can set ``GRIP_URL`` in the environment alone:
+
+- ``GRIP_URL``: a GRIP URL, e.g. ``http://127.0.0.1:5561/?verify-iss=pushpin&verify-key=changeme``.
+- ``GRIP_PROXIES``: a list of proxies, each a django-grip dict (``control_uri``, ``control_iss``,
+  ``key``, ``verify_iss``, ``verify_key``), a :class:`~grip_asgi.GripConfig` or a GRIP URL.
+  In the environment: a JSON list of objects. Used together with ``GRIP_URL`` if both are set.
+- ``GRIP_VERIFY_KEY``: the key that verifies ``Grip-Sig`` for proxies configured without one.
+- ``GRIP_PREFIX``: prepended to every channel on subscribe and on publish.
+- ``GRIP_PROXY_REQUIRED``: answer 501 to requests that did not come through the proxy.
+- ``GRIP_MAX_BODY_SIZE``: largest WebSocket-over-HTTP body accepted, in bytes (Django only).
+
+Django's settings are never modified (django-grip's defect D1).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from grip_asgi._config import GripConfig, GripSettings, Key
+from grip_asgi._context import GripLimits, GripProcessor
+from grip_asgi._errors import GripConfigError
+
+__all__ = (
+    "GRIP_SETTINGS",
+    "GripDjangoSettings",
+    "GripSettingError",
+    "grip_conf",
+    "read_limits",
+    "read_prefix",
+    "read_proxies",
+    "read_proxy_required",
+    "read_settings",
+    "read_verify_key",
+)
+
+#: The settings grip_django reads; a change to any of them reloads its configuration.
+GRIP_SETTINGS = frozenset(
+    (
+        "GRIP_URL",
+        "GRIP_PROXIES",
+        "GRIP_VERIFY_KEY",
+        "GRIP_PREFIX",
+        "GRIP_PROXY_REQUIRED",
+        "GRIP_MAX_BODY_SIZE",
+    )
+)
+
+
+class GripSettingError(GripConfigError):
+    """A GRIP setting is malformed; ``setting`` names it (``"GRIP_URL"``, ...)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+def _django_setting(name: str) -> Any:
+    return getattr(settings, name, None)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def read_proxies(environ: Mapping[str, str] = os.environ) -> tuple[GripConfig, ...]:
+    """The proxies from ``GRIP_URL`` and ``GRIP_PROXIES``, or else from the environment."""
+    url = _django_setting("GRIP_URL")
+    entries = _django_setting("GRIP_PROXIES")
+    if url is None and entries is None:
+        env = {name: environ[name] for name in ("GRIP_URL", "GRIP_PROXIES") if name in environ}
+        try:
+            return GripSettings.from_env(env).proxies
+        except GripConfigError as exc:
+            raise GripSettingError("environment", str(exc)) from None
+    proxies: list[GripConfig] = []
+    if url is not None:
+        if not isinstance(url, str):
+            raise GripSettingError("GRIP_URL", f"must be a str, got {_type_name(url)}")
+        if url.strip():
+            try:
+                proxies.append(GripConfig.from_uri(url))
+            except GripConfigError as exc:
+                raise GripSettingError("GRIP_URL", str(exc)) from None
+    if entries is not None:
+        if not isinstance(entries, (list, tuple)):
+            raise GripSettingError(
+                "GRIP_PROXIES", f"must be a list of proxies, got {_type_name(entries)}"
+            )
+        for index, entry in enumerate(entries):
+            try:
+                proxies.append(_proxy(entry))
+            except GripConfigError as exc:
+                raise GripSettingError(f"GRIP_PROXIES[{index}]", str(exc)) from None
+    return tuple(proxies)
+
+
+def _proxy(entry: object) -> GripConfig:
+    if isinstance(entry, GripConfig):
+        return entry
+    if isinstance(entry, str):
+        return GripConfig.from_uri(entry)
+    if isinstance(entry, Mapping):
+        return GripConfig.from_dict(entry)
+    raise GripConfigError(f"expected a dict, a GripConfig or a GRIP URL, got {_type_name(entry)}")
+
+
+def read_verify_key(environ: Mapping[str, str] = os.environ) -> Key | None:
+    """``GRIP_VERIFY_KEY``: a str (``base64:`` for binary) or bytes, or None."""
+    key = _django_setting("GRIP_VERIFY_KEY")
+    if key is None:
+        return environ.get("GRIP_VERIFY_KEY") or None
+    if not isinstance(key, (str, bytes)):
+        raise GripSettingError("GRIP_VERIFY_KEY", f"must be a str or bytes, got {_type_name(key)}")
+    return key
+
+
+def read_prefix(environ: Mapping[str, str] = os.environ) -> str:
+    """``GRIP_PREFIX``, "" when unset."""
+    prefix = _django_setting("GRIP_PREFIX")
+    if prefix is None:
+        return environ.get("GRIP_PREFIX", "")
+    if not isinstance(prefix, str):
+        raise GripSettingError("GRIP_PREFIX", f"must be a str, got {_type_name(prefix)}")
+    return prefix
+
+
+def read_proxy_required(environ: Mapping[str, str] = os.environ) -> bool:
+    """``GRIP_PROXY_REQUIRED``, False when unset."""
+    required = _django_setting("GRIP_PROXY_REQUIRED")
+    if required is None:
+        env = {"GRIP_PROXY_REQUIRED": environ.get("GRIP_PROXY_REQUIRED", "")}
+        try:
+            return GripSettings.from_env(env).proxy_required
+        except GripConfigError as exc:
+            raise GripSettingError("environment", str(exc)) from None
+    if not isinstance(required, bool):
+        raise GripSettingError(
+            "GRIP_PROXY_REQUIRED", f"must be True or False, got {_type_name(required)}"
+        )
+    return required
+
+
+def read_limits() -> GripLimits:
+    """The request limits, with ``GRIP_MAX_BODY_SIZE`` if set."""
+    size = _django_setting("GRIP_MAX_BODY_SIZE")
+    if size is None:
+        return GripLimits()
+    try:
+        return GripLimits(max_body_size=size)
+    except ValueError as exc:
+        raise GripSettingError("GRIP_MAX_BODY_SIZE", str(exc)) from None
+
+
+def read_settings(environ: Mapping[str, str] = os.environ) -> GripSettings:
+    """All GRIP settings as one :class:`~grip_asgi.GripSettings`. Raises GripSettingError."""
+    return GripSettings.build(
+        read_proxies(environ),
+        verify_key=read_verify_key(environ),
+        prefix=read_prefix(environ),
+        proxy_required=read_proxy_required(environ),
+    )
+
+
+class GripDjangoSettings:
+    """The GRIP configuration the middleware and the publishers use, built on first use.
+
+    It never modifies Django's settings. :meth:`reload` drops what it built; grip_django's
+    app config calls it whenever a ``GRIP_*`` setting changes (``override_settings``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings: GripSettings | None = None
+        self._processor: GripProcessor | None = None
+
+    @property
+    def settings(self) -> GripSettings:
+        """The proxies, prefix and proxy requirement (all a publisher needs)."""
+        with self._lock:
+            return self._read_settings()
+
+    @property
+    def processor(self) -> GripProcessor:
+        """The request/response rules the middleware applies."""
+        with self._lock:
+            if self._processor is None:
+                self._processor = GripProcessor(self._read_settings(), limits=read_limits())
+            return self._processor
+
+    def _read_settings(self) -> GripSettings:
+        # Called with the lock held.
+        if self._settings is None:
+            self._settings = read_settings()
+        return self._settings
+
+    def reload(self) -> None:
+        """Forget the built configuration; the next use reads the settings again."""
+        with self._lock:
+            self._settings = None
+            self._processor = None
+
+
+#: The process-wide instance.
+grip_conf = GripDjangoSettings()

@@ -1,0 +1,226 @@
+"""GripMiddleware for Django: GRIP for sync and async views alike.
+
+Add it near the top of ``MIDDLEWARE`` (and ``"grip_django"`` to ``INSTALLED_APPS``)::
+
+    MIDDLEWARE = ["grip_django.middleware.GripMiddleware", ...]
+
+It is natively sync and async: under ASGI it runs on the event loop with no thread hop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http.client import responses
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+
+from grip_asgi._context import (
+    PROXY_REQUIRED_MESSAGE,
+    GripContext,
+    GripProcessor,
+    RequestHead,
+    body_too_large,
+    websocket_reply_replaces,
+)
+from grip_asgi._errors import GripProtocolError
+from grip_asgi._websocket import WebSocketContext
+
+from .conf import grip_conf
+
+__all__ = ("GripHttpRequest", "GripMiddleware")
+
+logger = logging.getLogger("grip_django")
+
+
+class GripHttpRequest(HttpRequest):
+    """The request type views see behind :class:`GripMiddleware`, for type checkers.
+
+    Annotate views with it to have ``request.grip`` typed::
+
+        def stream(request: GripHttpRequest, channel: str) -> HttpResponse:
+            request.grip.start_instruct().add_channel(channel).set_hold_stream()
+            ...
+    """
+
+    #: What GRIP knows about the request; see :class:`~grip_asgi.GripContext`.
+    grip: GripContext
+    #: django-grip's name for ``request.grip.ws``.
+    wscontext: WebSocketContext | None
+
+
+class GripMiddleware:
+    """Gives every request ``request.grip`` and turns view responses into GRIP responses.
+
+    - A request signed by the configured proxy gets a proxied :class:`~grip_asgi.GripContext`;
+      after the view, the instruct it started becomes ``Grip-*`` headers (a 304 becomes a 200
+      with ``Grip-Status: 304``). Streaming responses keep their body untouched.
+    - A WebSocket-over-HTTP request gets ``request.grip.ws`` (also ``request.wscontext``); a
+      200 or 204 from the view is replaced by the events the view queued. A malformed body
+      gets 400, an oversized one 413.
+    - With ``GRIP_PROXY_REQUIRED``, a request that did not come through the proxy gets 501.
+
+    The settings are described in :mod:`grip_django.conf`.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self,
+        get_response: Callable[[HttpRequest], HttpResponseBase]
+        | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    ) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            # Django then awaits __call__, which hands over to __acall__.
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
+        processor = grip_conf.processor
+        ctx = _process_request(processor, request)
+        if isinstance(ctx, HttpResponseBase):
+            return ctx
+        response = self.get_response(request)
+        assert isinstance(response, HttpResponseBase)
+        return _process_response(processor, ctx, response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        processor = grip_conf.processor
+        ctx = _process_request(processor, request)
+        if isinstance(ctx, HttpResponseBase):
+            return ctx
+        response = self.get_response(request)
+        assert not isinstance(response, HttpResponseBase)
+        return _process_response(processor, ctx, await response)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A bad client message a view found in ``ws.recv()`` (a TEXT that is not UTF-8) is
+        the client's fault: answer 4xx, as for a malformed body, rather than a 500."""
+        ctx = getattr(request, "grip", None)
+        if isinstance(exception, GripProtocolError) and ctx is not None and ctx.ws is not None:
+            logger.debug("grip: rejecting request: %s", exception)
+            return plain_response(exception.status_hint, str(exception))
+        return None
+
+
+def plain_response(status: int, text: str) -> HttpResponse:
+    """A one-line text/plain reply, as the ASGI middleware sends for 4xx and 501."""
+    body = (text + "\n").encode("utf-8")
+    response = HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
+    response["Content-Length"] = str(len(body))
+    return response
+
+
+def _process_request(processor: GripProcessor, request: HttpRequest) -> GripContext | HttpResponse:
+    """Set ``request.grip``; return the context, or the reply when the request is refused."""
+    meta = request.META
+    if "HTTP_GRIP_SIG" in meta:
+        head = _read_head(request)
+        ctx = processor.inspect(head)
+    else:
+        # The common case: no proxy involved, so nothing to verify or rewrite.
+        head = None
+        ctx = processor.unproxied
+    request.grip = ctx  # type: ignore[attr-defined]
+    request.wscontext = None  # type: ignore[attr-defined]
+    if processor.settings.proxy_required and not ctx.is_proxied:
+        return plain_response(501, PROXY_REQUIRED_MESSAGE)
+    if head is None:
+        return ctx
+    try:
+        if processor.wants_websocket_body(ctx, head):
+            processor.attach_websocket(ctx, head, _read_body(request))
+            request.wscontext = ctx.ws  # type: ignore[attr-defined]
+    except GripProtocolError as exc:
+        logger.debug("grip: rejecting request: %s", exc)
+        return plain_response(exc.status_hint, str(exc))
+    return ctx
+
+
+def _read_head(request: HttpRequest) -> RequestHead:
+    meta = request.META
+    # Servers join repeated headers with commas, and a JWT never contains one.
+    head = RequestHead(
+        request.method or "",
+        grip_sig=[token.strip() for token in meta["HTTP_GRIP_SIG"].split(",")],
+        content_type=meta.get("CONTENT_TYPE"),
+        connection_id=meta.get("HTTP_CONNECTION_ID"),
+    )
+    length = meta.get("CONTENT_LENGTH")
+    if length and length.isdigit():
+        head.content_length = int(length)
+    if "HTTP_GRIP_LAST" in meta:
+        head.grip_last.append(meta["HTTP_GRIP_LAST"])
+    if "HTTP_GRIP_FEATURE" in meta:
+        head.grip_feature.append(meta["HTTP_GRIP_FEATURE"])
+    if head.is_websocket_events:
+        # Meta-User-Name arrives as HTTP_META_USER_NAME.
+        head.meta = {
+            name[10:].lower().replace("_", "-"): value
+            for name, value in meta.items()
+            if name.startswith("HTTP_META_")
+        }
+    return head
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        # Django's own limit is lower than ours (spec: answer 413, never a 400 or a 500).
+        raise body_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) from None
+
+
+def _process_response(
+    processor: GripProcessor, ctx: GripContext, response: HttpResponseBase
+) -> HttpResponseBase:
+    if ctx.ws is not None:
+        if websocket_reply_replaces(ctx, response.status_code):
+            _replace_with_websocket_reply(ctx.ws, response)
+        return response
+    plan = processor.instruct_response(ctx, response.status_code)
+    if plan is not None:
+        status, grip_headers = plan
+        _set_status(response, status)
+        for name, value in grip_headers:
+            response[name] = value
+    return response
+
+
+def _replace_with_websocket_reply(ws: WebSocketContext, response: HttpResponseBase) -> None:
+    """Make ``response`` carry the events the view queued, in place (cookies and closers kept).
+
+    A streaming body is swapped without being read (django-grip's defect D5).
+    """
+    status, ws_headers, body = ws.to_response()
+    if isinstance(response, StreamingHttpResponse):
+        # Keep the iterator kind the server expects, or Django warns and buffers.
+        response.streaming_content = _one_chunk(body) if response.is_async else (body,)
+    elif isinstance(response, HttpResponse):
+        response.content = body
+    else:
+        raise TypeError(f"cannot put a WebSocket-over-HTTP reply in a {type(response).__name__}")
+    _set_status(response, status)
+    del response["Content-Type"]
+    for name, value in ws_headers:
+        response[name] = value
+    response["Content-Length"] = str(len(body))
+
+
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def _set_status(response: HttpResponseBase, status: int) -> None:
+    if status != response.status_code:
+        response.status_code = status
+        # The view's reason phrase was for its own status; Django's default fits the new one.
+        response.reason_phrase = responses.get(status, "Unknown Status Code")

@@ -1,0 +1,11 @@
+"""The example under WSGI: ``gunicorn examples.django_project.wsgi:application``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_project.settings")
+
+application = get_wsgi_application()

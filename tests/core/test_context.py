@@ -1,0 +1,132 @@
+"""GripProcessor and GripContext, without any adapter: head in, decisions out."""
+
+from __future__ import annotations
+
+import pytest
+
+from grip_asgi import (
+    ConnectionIdMissingError,
+    GripLimits,
+    GripProcessor,
+    GripSettings,
+    InstructAlreadyStartedError,
+    InstructNotAvailableError,
+    RequestHead,
+    RequestTooLargeError,
+)
+from grip_asgi.testing import make_grip_sig
+
+KEY = "a-key-for-the-context-tests"
+SETTINGS = GripSettings.build(
+    f"http://127.0.0.1:5561/?verify-iss=pushpin&verify-key={KEY}", prefix="p-"
+)
+NOW = 1_800_000_000.0
+
+
+def processor(**kwargs: object) -> GripProcessor:
+    return GripProcessor(SETTINGS, clock=lambda: NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def signed_head(method: str = "GET", **kwargs: object) -> RequestHead:
+    token = make_grip_sig(KEY, now=NOW)
+    return RequestHead(method, grip_sig=[token], **kwargs)  # type: ignore[arg-type]
+
+
+def test_no_grip_sig_gives_the_shared_unproxied_context() -> None:
+    p = processor()
+    ctx = p.inspect(RequestHead("GET"))
+    assert ctx is p.unproxied
+    assert not ctx.proxied and not ctx.signed and ctx.needs_signed
+    assert repr(ctx) == "<GripContext proxied=False signed=False ws=False instruct=False>"
+    with pytest.raises(InstructNotAvailableError, match="did not come through a GRIP proxy"):
+        ctx.start_instruct()
+    with pytest.raises(TypeError):
+        ctx.last["a"] = "1"  # type: ignore[index]
+
+
+def test_signed_request_parses_the_proxy_headers() -> None:
+    head = signed_head(grip_last=["a; last-id=1, b; last-id=2"], grip_feature=["link:next"])
+    ctx = processor().inspect(head)
+    assert ctx.proxied and ctx.signed and ctx.sig_error is None
+    assert dict(ctx.last) == {"a": "1", "b": "2"}
+    assert ctx.features == frozenset({"link:next"})
+    instruct = ctx.start_instruct()
+    assert ctx.instruct is instruct
+    with pytest.raises(InstructAlreadyStartedError):
+        ctx.start_instruct()
+
+
+def test_rejected_signature_says_why() -> None:
+    expired = make_grip_sig(KEY, now=NOW - 7200)
+    ctx = processor().inspect(RequestHead("GET", grip_sig=[expired]))
+    assert not ctx.is_proxied and ctx.sig_error == "expired"
+    with pytest.raises(InstructNotAvailableError, match=r"Grip-Sig rejected: expired"):
+        ctx.start_instruct()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected_status", "grip_status"),
+    [(200, 200, None), (304, 200, "304"), (404, 404, None)],
+)
+def test_instruct_response(status: int, expected_status: int, grip_status: str | None) -> None:
+    p = processor()
+    ctx = p.inspect(signed_head())
+    assert p.instruct_response(ctx, status) is None
+    ctx.start_instruct().add_channel("c").set_hold_longpoll()
+    plan = p.instruct_response(ctx, status)
+    assert plan is not None
+    new_status, headers = plan
+    assert new_status == expected_status
+    assert ("Grip-Channel", "p-c") in headers
+    assert dict(headers).get("Grip-Status") == grip_status
+
+
+def test_an_explicit_grip_status_is_kept_on_304() -> None:
+    p = processor()
+    ctx = p.inspect(signed_head())
+    ctx.start_instruct().add_channel("c").set_hold_longpoll().set_status(304, "Custom")
+    plan = p.instruct_response(ctx, 304)
+    assert plan is not None and plan[0] == 304
+    assert dict(plan[1])["Grip-Status"] == "304 Custom"
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "expected"),
+    [
+        ("POST", "application/websocket-events", True),
+        ("POST", "Application/WebSocket-Events; charset=utf-8", True),
+        ("GET", "application/websocket-events", False),
+        ("POST", "text/plain", False),
+        ("POST", None, False),
+    ],
+)
+def test_websocket_events_detection(method: str, content_type: str | None, expected: bool) -> None:
+    assert RequestHead(method, content_type=content_type).is_websocket_events is expected
+
+
+def test_websocket_body_rules() -> None:
+    p = processor(limits=GripLimits(max_body_size=10))
+    head = signed_head("POST", content_type="application/websocket-events")
+    ctx = p.inspect(head)
+    with pytest.raises(ConnectionIdMissingError):
+        p.wants_websocket_body(ctx, head)
+    head.connection_id = "c1"
+    head.content_length = 11
+    with pytest.raises(RequestTooLargeError, match="11 bytes"):
+        p.wants_websocket_body(ctx, head)
+    head.content_length = None
+    assert p.wants_websocket_body(ctx, head)
+    with pytest.raises(RequestTooLargeError):
+        p.attach_websocket(ctx, head, b"x" * 11)
+    head.meta = {"user": "ann"}
+    p.attach_websocket(ctx, head, b"OPEN\r\n")
+    assert ctx.ws is not None and ctx.ws.is_opening() and ctx.ws.meta == {"user": "ann"}
+    assert ctx.ws.prefix == "p-"
+    assert not p.wants_websocket_body(p.unproxied, head)
+
+
+@pytest.mark.parametrize("field", ["max_body_size", "max_events", "max_event_size"])
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_limits_are_validated(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        GripLimits(**{field: value})  # type: ignore[arg-type]

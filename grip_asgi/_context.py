@@ -39,7 +39,7 @@ __all__ = (
     "websocket_reply_replaces",
 )
 
-logger = logging.getLogger("grip_asgi")
+logger = logging.getLogger("grip_asgi.context")
 
 #: The body of the 501 both adapters send when a proxy is required and the request is direct.
 PROXY_REQUIRED_MESSAGE = "Not Implemented: this endpoint needs a GRIP proxy"
@@ -198,7 +198,7 @@ class GripProcessor:
             logger.warning(
                 "grip: no Grip-Sig verify key is configured for %s, so any client can pose as "
                 "the proxy by sending a Grip-Sig header; set verify-key in GRIP_URL",
-                "every proxy" if not settings.proxies else "some proxies",
+                "some proxies" if self._verifier.any_has_key else "every proxy",
             )
 
     def inspect(self, head: RequestHead) -> GripContext:
@@ -216,6 +216,10 @@ class GripProcessor:
             sig_error = None if check.reason is None else str(check.reason.value)
         if self.needs_signed and not is_signed:
             return self._not_proxied(sig_error)
+        logger.debug(
+            "grip: Grip-Sig accepted (%s)",
+            "signed" if is_signed else f"unverified: {sig_error or 'no key configured'}",
+        )
         # Only a proxied request's Grip-Last / Grip-Feature are the proxy's (it strips
         # client-sent Grip-* headers); from anyone else they would be forged.
         return GripContext(
@@ -280,8 +284,13 @@ class GripProcessor:
 
 
 def websocket_reply_replaces(ctx: GripContext, status: int) -> bool:
-    """The app's reply to a WebSocket-over-HTTP request is replaced by the events it queued."""
-    return ctx.ws is not None and status in (200, 204)
+    """The app's reply to a WebSocket-over-HTTP request is replaced by the events it queued.
+
+    Any 2xx counts (frameworks answer a POST with 200, 201 or 204), so a handler's events are
+    never dropped for want of the right success code; other statuses pass through, which at
+    OPEN is how a handler refuses the connection.
+    """
+    return ctx.ws is not None and 200 <= status < 300
 
 
 def body_too_large(limit: int) -> RequestTooLargeError:

@@ -283,8 +283,7 @@ class ProxyVerifier:
             if cached is not None and now - self._leeway < cached[0]:
                 return cached[1]
             result = self._verify_uncached(token, now)
-        if not result.ok:
-            logger.debug("Grip-Sig rejected: %s", result.reason)
+        # The caller (GripProcessor) logs the decision, with what it did about it.
         return result
 
     def _verify_uncached(self, token: str, now: float) -> SigCheck:

@@ -29,7 +29,10 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# What the middleware wraps and stands in for: any framework's ASGI app. The arguments are
+# Any because frameworks type them in ways that do not convert to one another (Starlette:
+# MutableMapping; Litestar, Quart: TypedDicts), and a type checker should accept any of them.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 logger = logging.getLogger("grip_asgi.middleware")
 
@@ -85,7 +88,7 @@ class GripMiddleware:
         #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.
         self.publisher = Publisher(settings)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # see ASGIApp
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(scope, receive, send)

@@ -34,7 +34,7 @@ from .conf import grip_conf
 
 __all__ = ("GripHttpRequest", "GripMiddleware")
 
-logger = logging.getLogger("grip_django")
+logger = logging.getLogger("grip_django.middleware")
 
 
 class GripHttpRequest(HttpRequest):

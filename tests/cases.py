@@ -169,6 +169,7 @@ BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "hold_without_channel": hold_without_channel,
     "ws_echo": ws_echo,
     "ws_echo_204": lambda grip: ws_echo(grip, status=204),
+    "ws_echo_201": lambda grip: ws_echo(grip, status=201),
     "ws_echo_streamed": lambda grip: ws_echo(grip, streamed=True),
     "ws_chat": ws_chat,
     "ws_meta": ws_meta,
@@ -402,6 +403,12 @@ CASES: list[Case] = [
     Case(
         "websocket reply of 204 is replaced",
         "ws_echo_204",
+        websocket(open_event(), text_event("hello")),
+        ECHOED,
+    ),
+    Case(
+        "websocket reply of 201 is replaced",
+        "ws_echo_201",
         websocket(open_event(), text_event("hello")),
         ECHOED,
     ),

@@ -780,7 +780,8 @@ def test_rejections_are_logged_without_the_token(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.DEBUG, logger="grip_asgi.signature")
     check_sig(token, "secret", now=NOW)
     ProxyVerifier([GripConfig(PROXY, verify_key="secret")]).verify(token, NOW)
-    assert [r.getMessage() for r in caplog.records] == ["Grip-Sig rejected: expired"] * 2
+    # check_sig logs its rejection; ProxyVerifier leaves that to the middleware's processor.
+    assert [r.getMessage() for r in caplog.records] == ["Grip-Sig rejected: expired"]
     caplog.clear()
     check_sig(make_token(claims()), "secret", now=NOW)
     ProxyVerifier([GripConfig(PROXY, verify_key="secret")]).verify(make_token(claims()), NOW)

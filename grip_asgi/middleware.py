@@ -180,24 +180,31 @@ def get_publisher(request_or_scope: Any) -> Publisher:
 def _read_head(scope: Scope) -> RequestHead:
     head = RequestHead(scope["method"])
     for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1")
-        # Pushpin writes GRIP header values (meta, channel names) as UTF-8.
-        value = raw_value.decode("utf-8", "replace")
-        if name == "grip-sig":
-            head.grip_sig.append(value)
-        elif name == "content-type":
-            head.content_type = value
-        elif name == "connection-id":
-            head.connection_id = value
-        elif name == "content-length":
-            head.content_length = int(value) if value.isdigit() else None
-        elif name.startswith("meta-"):
-            head.meta[name[5:]] = value
-        elif name == "grip-last":
-            head.grip_last.append(value)
-        elif name == "grip-feature":
-            head.grip_feature.append(value)
+        # Only GRIP's own headers are decoded; the others cost one set lookup.
+        if raw_name in _HEAD_NAMES:
+            # Pushpin writes GRIP header values (meta, channel names) as UTF-8.
+            value = raw_value.decode("utf-8", "replace")
+            if raw_name == b"grip-sig":
+                head.grip_sig.append(value)
+            elif raw_name == b"content-type":
+                head.content_type = value
+            elif raw_name == b"connection-id":
+                head.connection_id = value
+            elif raw_name == b"content-length":
+                head.content_length = int(value) if value.isdigit() else None
+            elif raw_name == b"grip-last":
+                head.grip_last.append(value)
+            else:
+                head.grip_feature.append(value)
+        elif raw_name.startswith(b"meta-"):
+            head.meta[raw_name[5:].decode("latin-1")] = raw_value.decode("utf-8", "replace")
     return head
+
+
+_HEAD_NAMES = frozenset(
+    (b"grip-sig", b"content-type", b"connection-id", b"content-length", b"grip-last")
+    + (b"grip-feature",)
+)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

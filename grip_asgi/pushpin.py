@@ -55,8 +55,8 @@ services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port=${http_address}
 logdir=${run_dir}/log
 log_level=${log_level}
-# condure's memory grows with this (37 MB at Debian's 50000, 11 MB at 1000)
-client_maxconn=1000
+# condure 1.9.1 panics when a publish fans out to ~90% of this many clients
+client_maxconn=${client_maxconn}
 
 [proxy]
 routesfile=routes
@@ -112,6 +112,9 @@ class Pushpin:
             WebSocket proxying).
         extra_routes: routes file lines tried before the catch-all route to the backend.
         log_level: Pushpin's log level (2 = info, 3 = debug).
+        max_connections: most client connections at once (``client_maxconn``). Leave room:
+            condure 1.9.1 (Pushpin 1.36) crashes when one publish reaches about 90% of it,
+            and its memory grows with it (about 11 MB at 1000, 37 MB at 50000).
         executable: the ``pushpin`` command or its path.
         run_dir: directory for config, logs and sockets; kept on :meth:`stop`. None uses a
             fresh temporary directory per start, removed on :meth:`stop`.
@@ -130,6 +133,7 @@ class Pushpin:
         route_options: str = "over_http",
         extra_routes: Sequence[str] = (),
         log_level: int = 2,
+        max_connections: int = 5000,
         executable: str = "pushpin",
         run_dir: str | None = None,
     ) -> None:
@@ -147,6 +151,8 @@ class Pushpin:
                 raise ValueError(f"port out of range: {port}")
         if log_level < 0:
             raise ValueError(f"log_level must be 0 or more, got {log_level}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be 1 or more, got {max_connections}")
         if run_dir is not None and len(os.path.abspath(run_dir)) > _MAX_RUN_DIR:
             raise ValueError(f"run_dir is too long for unix sockets (>{_MAX_RUN_DIR}): {run_dir}")
 
@@ -160,6 +166,7 @@ class Pushpin:
         self._route_options = route_options
         self._extra_routes = tuple(extra_routes)
         self._log_level = log_level
+        self._max_connections = max_connections
         self._executable = executable
         self._given_run_dir = None if run_dir is None else os.path.abspath(run_dir)
         self._run_dir: str | None = None
@@ -345,6 +352,7 @@ class Pushpin:
             loopback=_LOOPBACK,
             control_port=self._control_port,
             log_level=self._log_level,
+            client_maxconn=self._max_connections,
             sig_iss=_ini_string(self._sig_iss),
             sig_key=_ini_string(self._sig_key),
             upstream_key=_ini_string(self._upstream_key),

@@ -1,0 +1,139 @@
+"""The benchmark suite cannot rot: each in-process benchmark runs on a tiny workload.
+
+Only our side runs here: the anchors (gripcontrol, django-grip) are installed in the
+benchmark environment alone. Nothing is timed against anything: machines here are noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from benchmarks import asgi, codec, django_stacks, e2e, publish
+from benchmarks._harness import Result, Settings, interleave, median_difference, render_table
+from grip_asgi import Publisher
+
+TINY = Settings(rounds=2, batch_seconds=0.001)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    event_loop = asyncio.new_event_loop()
+    yield event_loop
+    event_loop.close()
+
+
+@pytest.mark.parametrize("workload", sorted(codec.WORKLOADS))
+def test_codec_batches_run(workload: str) -> None:
+    pairs = codec.WORKLOADS[workload]
+    body = codec.body_of(pairs)
+    times = interleave(
+        {"decode": codec.ours_decode(body), "encode": codec.ours_encode(pairs)}, TINY
+    )
+    assert all(len(values) == TINY.rounds for values in times.values())
+    assert all(value > 0 for values in times.values() for value in values)
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "header", "value"),
+    [
+        ("plain", 200, "content-type", "text/plain; charset=utf-8"),
+        ("signed", 200, "content-type", "text/plain; charset=utf-8"),
+        ("hold", 200, "grip-hold", "stream"),
+        ("echo", 200, "content-type", "application/websocket-events"),
+    ],
+)
+def test_asgi_requests_get_the_expected_replies(
+    loop: asyncio.AbstractEventLoop, name: str, status: int, header: str, value: str
+) -> None:
+    request = asgi.requests(asgi.grip_token())[name]
+    got_status, headers, body = loop.run_until_complete(asgi.call(asgi.ours_app(), request))
+    assert (got_status, headers.get(header)) == (status, value)
+    if name == "echo":
+        assert body == b"TEXT 7\r\nm:hello\r\n"
+    asgi.asgi_batch(loop, asgi.ours_app(), [request])(3)
+    if name != "echo":  # the bare app has no GRIP to echo with
+        asgi.asgi_batch(loop, asgi.bare_app(), [request])(3)
+
+
+def test_django_stacks_answer_under_wsgi_and_asgi(loop: asyncio.AbstractEventLoop) -> None:
+    from tests.djangoapp import setup_django
+
+    setup_django()  # the project's test settings, if this runs first; the benchmark overrides
+    with django_stacks.django_settings():
+        built = django_stacks.handlers(["bare", "ours"])
+        for prefix in ("", "/async"):
+            for case, request in django_stacks.requests(asgi.grip_token(), prefix=prefix).items():
+                for stack, (wsgi, asgi_handler) in built.items():
+                    if prefix:
+                        reply = loop.run_until_complete(
+                            django_stacks.asgi_call(asgi_handler, request)
+                        )
+                        django_stacks.asgi_batch(loop, asgi_handler, request)(2)
+                    else:
+                        reply = django_stacks.wsgi_call(wsgi, request)
+                        django_stacks.wsgi_batch(wsgi, request)(2)
+                    django_stacks.check_reply(stack, case, reply)
+
+
+def test_publish_batches_run(loop: asyncio.AbstractEventLoop) -> None:
+    items: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        items.append(request.content.count(b'"channel"'))
+        return httpx.Response(200, text="Published\n")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    publisher = Publisher("http://127.0.0.1:5561", client=client)
+    for batch in (
+        publish.ours_sequential(loop, publisher),
+        publish.ours_concurrent(loop, publisher),
+        publish.ours_batches(loop, publisher),
+        publish.ours_nowait(loop, publisher),
+    ):
+        batch(3)
+    loop.run_until_complete(publisher.aclose())
+    loop.run_until_complete(client.aclose())
+    assert sum(items) == 3 + 3 + publish.MANY + 3
+
+
+def test_e2e_helpers() -> None:
+    assert e2e.percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
+    assert e2e.percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+    assert e2e.rss_kib(os.getpid()) > 0
+    assert e2e.tree_rss_kib(os.getpid()) > 0
+
+
+@pytest.mark.parametrize(
+    ("result", "ratio", "met"),
+    [
+        (Result("b", "w", 2.0, 4.0, "us", target=1.5), 2.0, True),
+        (Result("b", "w", 2.0, 4.0, "req/s", higher_is_better=True, target=1.0), 0.5, False),
+        (Result("b", "w", 0.0, 4.0, "us", target=5.0), math.inf, True),
+        (Result("b", "w", 1.0, 1.0, "us"), 1.0, None),
+    ],
+)
+def test_results_ratio_says_how_much_better_ours_is(
+    result: Result, ratio: float, met: bool | None
+) -> None:
+    assert (result.ratio, result.met) == (ratio, met)
+    table = render_table([result])
+    assert table.splitlines()[0].split() == [
+        "benchmark",
+        "workload",
+        "ours",
+        "anchor",
+        "ratio",
+        "target",
+        "met?",
+    ]
+    assert render_table([result], markdown=True).count("|") == 3 * 8
+
+
+def test_median_difference_pairs_rounds() -> None:
+    assert median_difference([10.0, 50.0, 12.0], [8.0, 9.0, 11.0]) == 2.0

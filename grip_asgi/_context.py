@@ -163,10 +163,12 @@ class GripContext:
     # django-grip's names, so ported views keep working.
     @property
     def proxied(self) -> bool:
+        """django-grip's name for :attr:`is_proxied`."""
         return self.is_proxied
 
     @property
     def signed(self) -> bool:
+        """django-grip's name for :attr:`is_signed`."""
         return self.is_signed
 
     def __repr__(self) -> str:

@@ -77,6 +77,11 @@ push_in_http_addr=${loopback}
 push_in_http_port=${control_port}
 stats_spec=ipc://{rundir}/{ipc_prefix}stats
 command_spec=ipc://{rundir}/{ipc_prefix}command
+# As Pushpin's stock config: unset, id_cache_ttl is 0 and a repeated item id is delivered
+# twice, which would defeat the publisher's retries of items with an id.
+id_cache_ttl=60
+message_rate=2500
+message_hwm=25000
 """)
 
 # The watchdog loads this file by path, so it needs neither the package nor its dependencies.

@@ -89,14 +89,17 @@ def make_grip_sig(
 
 
 def open_event() -> WebSocketEvent:
+    """The ``OPEN`` event a client's connect becomes."""
     return WebSocketEvent("OPEN")
 
 
 def text_event(text: str) -> WebSocketEvent:
+    """The ``TEXT`` event a client's text message becomes."""
     return WebSocketEvent("TEXT", text.encode("utf-8"))
 
 
 def close_event(code: int = 1000, reason: str = "") -> WebSocketEvent:
+    """The ``CLOSE`` event a client's close frame becomes: the code, then the reason."""
     return WebSocketEvent("CLOSE", struct.pack(">H", code) + reason.encode("utf-8"))
 
 
@@ -223,6 +226,7 @@ class InstructReply:
 
     @property
     def channel_names(self) -> list[str]:
+        """The names of :attr:`channels`, in order."""
         return [channel.name for channel in self.channels]
 
 

@@ -44,6 +44,7 @@ def test_config_runs_a_private_zurl_on_loopback_ports() -> None:
     assert "push_in_http_addr=127.0.0.1" in lines
     assert "push_in_http_port=7001" in lines
     assert "client_maxconn=5000" in lines
+    assert "id_cache_ttl=60" in lines  # a repeated item id is dropped, not delivered twice
     assert "log_level=3" in lines
     assert "zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in" in lines
     assert 'sig_iss="pushpin"' in lines

@@ -56,6 +56,9 @@ class GripMiddleware:
         proxy_required: answer 501 to requests that did not come through the proxy.
         max_body_size: largest WebSocket-over-HTTP body accepted, in bytes (larger gets 413).
         limits: every request limit at once (see :class:`GripLimits`); overrides max_body_size.
+        publisher: the :class:`Publisher` handlers get (for example a
+            ``grip_asgi.testing.RecordingPublisher`` in tests). You then close it yourself;
+            by default the middleware makes one for ``grip`` and closes it with the lifespan.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class GripMiddleware:
         proxy_required: bool | None = None,
         max_body_size: int | None = None,
         limits: GripLimits | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.app = app
         if isinstance(grip, GripSettings):
@@ -86,7 +90,8 @@ class GripMiddleware:
             limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)
         self.processor = GripProcessor(settings, limits=limits)
         #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.
-        self.publisher = Publisher(settings)
+        self.publisher = Publisher(settings) if publisher is None else publisher
+        self._owns_publisher = publisher is None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # see ASGIApp
         if scope["type"] != "http":
@@ -145,7 +150,10 @@ class GripMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_wrapper(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if self._owns_publisher and message["type"] in (
+                "lifespan.shutdown.complete",
+                "lifespan.shutdown.failed",
+            ):
                 # Close the pool, and leave a fresh publisher for an app that starts again
                 # (a test client's next lifespan); its client is made on first use.
                 publisher, self.publisher = self.publisher, Publisher(self.processor.settings)

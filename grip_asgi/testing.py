@@ -28,13 +28,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
+
 from ._instruct import Channel, KeepAlive, parse_grip_channel, parse_keep_alive, parse_set_meta
+from ._publish import Publisher
 from ._websocket import WebSocketEvent, decode_websocket_events, encode_websocket_events
 
 __all__ = (
     "PUSHPIN_FEATURES",
     "GripTestProxy",
     "InstructReply",
+    "RecordingPublisher",
     "WebSocketReply",
     "WebSocketRequest",
     "close_event",
@@ -246,6 +250,27 @@ def read_instruct(response: _Response) -> InstructReply:
         links=[link.strip() for link in grip.get("grip-link", "").split(",") if link.strip()],
         headers=grip,
     )
+
+
+class RecordingPublisher(Publisher):
+    """A :class:`Publisher` that records the items it is given instead of sending them.
+
+    Give it to the middleware, ``GripMiddleware(app, publisher=RecordingPublisher())``, then
+    read ``published``: one dict per item, as the proxy would have received it
+    (``{"channel": ..., "formats": {...}, "id": ...}``).
+    """
+
+    def __init__(self, *, prefix: str = "") -> None:
+        #: Every item published, in order, in the proxy's JSON form.
+        self.published: list[dict[str, Any]] = []
+        transport = httpx.MockTransport(self._record)
+        super().__init__(
+            "http://grip.test", prefix=prefix, client=httpx.AsyncClient(transport=transport)
+        )
+
+    def _record(self, request: httpx.Request) -> httpx.Response:
+        self.published.extend(json.loads(request.content)["items"])
+        return httpx.Response(200, text="Published\n")
 
 
 def _header_items(headers: Any) -> Iterable[tuple[str, str]]:

@@ -17,6 +17,7 @@ from grip_asgi import GripMiddleware, Publisher
 from grip_asgi.fastapi import Grip, GripPublisher, GripWebSocket
 from grip_asgi.testing import (
     GripTestProxy,
+    RecordingPublisher,
     close_event,
     open_event,
     read_instruct,
@@ -157,3 +158,28 @@ def test_starlette_example_app(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_read_websocket_reply_refuses_a_non_websocket_response() -> None:
     with pytest.raises(AssertionError, match="not a WebSocket-over-HTTP reply"):
         read_websocket_reply(httpx.Response(200, text="hi"))
+
+
+def test_a_given_publisher_is_what_handlers_get_and_is_not_closed() -> None:
+    recorder = RecordingPublisher(prefix="p-")
+    app = FastAPI()
+    app.add_middleware(GripMiddleware, grip=GRIP_URL, publisher=recorder)
+
+    @app.post("/say")
+    async def say(publisher: GripPublisher) -> dict[str, str]:
+        await publisher.publish_text("room", "hi")
+        return {"ok": "yes"}
+
+    with TestClient(app) as client:
+        assert client.post("/say").json() == {"ok": "yes"}
+    assert recorder.published == [
+        {
+            "channel": "p-room",
+            "formats": {
+                "ws-message": {"content": "hi"},
+                "http-stream": {"content": "data: hi\n\n"},
+                "http-response": {"body": "hi\n"},
+            },
+        }
+    ]
+    assert not recorder.closed  # the lifespan ended, but the publisher is the caller's

@@ -11,16 +11,18 @@ of workers (or containers) serve it, and a publish from any process reaches ever
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from grip_asgi import GripMiddleware, encode_sse_event, parse_last_event_id
+from grip_asgi import GripMiddleware, PublishError, encode_sse_event, parse_last_event_id
 from grip_asgi.fastapi import Grip, GripPublisher, GripWebSocket
 
 from .shared import BAD_ROOM, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
 
+logger = logging.getLogger(__name__)
 app = FastAPI(title="grip-asgi example")
 app.add_middleware(GripMiddleware)  # GRIP_URL, GRIP_PREFIX, ... from the environment
 
@@ -61,7 +63,12 @@ async def chat(room: str, ws: GripWebSocket, publisher: GripPublisher) -> None:
             ws.close(4000, "left the room")
             break
         if isinstance(message, str):
-            await publisher.publish_websocket(room, message)
+            try:
+                await publisher.publish_websocket(room, message)
+            except PublishError as exc:
+                # A proxy that is down must not cost this client its connection (the 500
+                # would): the members on the other proxies got it, and the log says who didn't.
+                logger.warning("chat: publishing to %s failed: %s", room, exc)
 
 
 @app.get("/stream/{channel}")

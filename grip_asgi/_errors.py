@@ -119,7 +119,8 @@ class MultiPublishError(PublishError):
     """
 
     def __init__(self, errors: Sequence[PublishError], succeeded: Sequence[str] = ()) -> None:
-        failed = ", ".join(f"{e.proxy}: {e}" for e in errors)
+        # Each error's message names its proxy already.
+        failed = "; ".join(str(e) for e in errors)
         super().__init__(
             f"publish failed on {len(errors)} of {len(errors) + len(succeeded)} proxies ({failed})"
         )

@@ -180,7 +180,10 @@ def test_several_proxies_failing_print_one_line(
     )
     assert code == 1
     assert err.count("\n") == 1
-    assert err.startswith("grip-asgi: error: publish failed on 2 of 2 proxies (http://a: ")
+    assert err.startswith(
+        "grip-asgi: error: publish failed on 2 of 2 proxies (http://a answered 500"
+    )
+    assert "; http://b answered 500" in err
 
 
 @pytest.mark.parametrize(

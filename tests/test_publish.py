@@ -396,7 +396,7 @@ def test_one_failing_proxy_does_not_hide_the_others(drive: DriverFactory) -> Non
     assert [e.proxy for e in error.errors] == ["http://a"]
     assert error.errors[0].status == 500
     assert error.succeeded == ["http://b", "http://c"]
-    assert str(error).startswith("publish failed on 1 of 3 proxies (http://a: ")
+    assert str(error).startswith("publish failed on 1 of 3 proxies (http://a answered 500")
     assert len(b.requests) == len(c.requests) == 1
 
 

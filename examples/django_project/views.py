@@ -12,11 +12,18 @@ Echo, chat and SSE are async views, the others sync: GripMiddleware runs nativel
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from grip_asgi import WebSocketMessageFormat, encode_sse_event, parse_last_event_id
+from grip_asgi import (
+    PublishError,
+    WebSocketMessageFormat,
+    encode_sse_event,
+    parse_last_event_id,
+)
 from grip_django import (
     GripHttpRequest,
     apublish,
@@ -27,6 +34,8 @@ from grip_django import (
 )
 
 from ..shared import BAD_ROOM, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
+
+logger = logging.getLogger(__name__)
 
 
 def _text(body: str, status: int = 200) -> HttpResponse:
@@ -73,7 +82,12 @@ async def chat(request: GripHttpRequest, room: str) -> None:
             ws.close(4000, "left the room")
             break
         if isinstance(message, str):
-            await apublish(room, WebSocketMessageFormat(message))
+            try:
+                await apublish(room, WebSocketMessageFormat(message))
+            except PublishError as exc:
+                # A proxy that is down must not cost this client its connection (the 500
+                # would): the members on the other proxies got it, and the log says who didn't.
+                logger.warning("chat: publishing to %s failed: %s", room, exc)
 
 
 @require_GET

@@ -23,6 +23,7 @@ from ._errors import (
     ConnectionIdMissingError,
     InstructAlreadyStartedError,
     InstructNotAvailableError,
+    RequestHeaderTooLargeError,
     RequestTooLargeError,
 )
 from ._instruct import GripInstruct, parse_grip_feature, parse_grip_last
@@ -60,9 +61,20 @@ class GripLimits:
     max_events: int = 20_000
     #: Largest single event content, in bytes (larger gets 400).
     max_event_size: int = 1_048_576
+    #: Largest value of a GRIP request header (Grip-Last, Grip-Feature, Connection-Id,
+    #: each Meta-*), in characters (larger gets 431). Servers bound headers too.
+    max_header_size: int = 16_384
+    #: Most ``Meta-*`` headers on one request (more gets 431).
+    max_meta_headers: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("max_body_size", "max_events", "max_event_size"):
+        for name in (
+            "max_body_size",
+            "max_events",
+            "max_event_size",
+            "max_header_size",
+            "max_meta_headers",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -218,6 +230,7 @@ class GripProcessor:
             sig_error = None if check.reason is None else str(check.reason.value)
         if self.needs_signed and not is_signed:
             return self._not_proxied(sig_error)
+        self._check_header_sizes(head)
         logger.debug(
             "grip: Grip-Sig accepted (%s)",
             "signed" if is_signed else f"unverified: {sig_error or 'no key configured'}",
@@ -233,6 +246,23 @@ class GripProcessor:
             last=parse_grip_last(head.grip_last) if head.grip_last else None,
             features=parse_grip_feature(head.grip_feature) if head.grip_feature else frozenset(),
         )
+
+    def _check_header_sizes(self, head: RequestHead) -> None:
+        # Only a proxied request's GRIP headers are parsed and kept, so only theirs are bounded.
+        limits = self.limits
+        # Meta-* only means something (and is only read) on WebSocket-over-HTTP requests.
+        meta = head.meta if head.is_websocket_events else {}
+        if len(meta) > limits.max_meta_headers:
+            raise RequestHeaderTooLargeError(
+                f"{len(meta)} Meta-* headers, over the limit of {limits.max_meta_headers}"
+            )
+        values = [*head.grip_last, *head.grip_feature, *meta.values()]
+        if head.connection_id is not None:
+            values.append(head.connection_id)
+        if any(len(value) > limits.max_header_size for value in values):
+            raise RequestHeaderTooLargeError(
+                f"a GRIP request header is over the {limits.max_header_size}-character limit"
+            )
 
     def _not_proxied(self, reason: str | None) -> GripContext:
         logger.debug("grip: Grip-Sig not accepted: %s", reason)

@@ -7,7 +7,8 @@ Every exception derives from :class:`GripError`::
     ├── GripProtocolError                     bad input from the network; carries ``status_hint``
     │   ├── WebSocketDecodeError (also ValueError)   a malformed WebSocket-over-HTTP body (400)
     │   ├── ConnectionIdMissingError          no Connection-Id on WebSocket-over-HTTP (400)
-    │   └── RequestTooLargeError              a body over the configured limit (413)
+    │   ├── RequestTooLargeError              a body over the configured limit (413)
+    │   └── RequestHeaderTooLargeError        GRIP headers over the configured limits (431)
     ├── GripInstructError (also RuntimeError)
     │   ├── InstructAlreadyStartedError       ``start_instruct()`` called twice
     │   └── InstructNotAvailableError         the request did not come through a GRIP proxy
@@ -37,6 +38,7 @@ __all__ = (
     "PublishConnectionError",
     "PublishError",
     "PublishTimeoutError",
+    "RequestHeaderTooLargeError",
     "RequestTooLargeError",
     "WebSocketDecodeError",
     "WebSocketStateError",
@@ -69,6 +71,12 @@ class RequestTooLargeError(GripProtocolError):
     """A request body is larger than the configured limit."""
 
     status_hint = 413
+
+
+class RequestHeaderTooLargeError(GripProtocolError):
+    """A proxied request's GRIP headers (Grip-Last, Meta-*, ...) are over the configured limits."""
+
+    status_hint = 431
 
 
 class GripInstructError(GripError, RuntimeError):

@@ -117,12 +117,13 @@ class GripMiddleware:
             return
 
         head = _read_head(scope)
-        ctx = processor.inspect(head)
-        state["grip"] = ctx
-        if processor.settings.proxy_required and not ctx.is_proxied:
-            await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
-            return
+        state["grip"] = processor.unproxied  # until the proxy's headers pass inspection
         try:
+            ctx = processor.inspect(head)
+            state["grip"] = ctx
+            if processor.settings.proxy_required and not ctx.is_proxied:
+                await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
+                return
             if processor.wants_websocket_body(ctx, head):
                 body = await _read_body(receive, processor.limits.max_body_size)
                 if body is None:  # the client went away
@@ -193,7 +194,8 @@ def _read_head(scope: Scope) -> RequestHead:
             # Pushpin writes GRIP header values (meta, channel names) as UTF-8.
             value = raw_value.decode("utf-8", "replace")
             if raw_name == b"grip-sig":
-                head.grip_sig.append(value)
+                # A JWT has no comma: a comma-joined header is several tokens, as Django sees it.
+                head.grip_sig.extend(value.split(","))
             elif raw_name == b"content-type":
                 head.content_type = value
             elif raw_name == b"connection-id":

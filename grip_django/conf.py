@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -51,6 +52,8 @@ GRIP_SETTINGS = frozenset(
         "GRIP_PREFIX",
         "GRIP_PROXY_REQUIRED",
         "GRIP_MAX_BODY_SIZE",
+        "GRIP_MAX_EVENTS",
+        "GRIP_MAX_EVENT_SIZE",
     )
 )
 
@@ -149,15 +152,26 @@ def read_proxy_required(environ: Mapping[str, str] = os.environ) -> bool:
     return required
 
 
+#: Django setting → GripLimits field.
+_LIMIT_SETTINGS = {
+    "GRIP_MAX_BODY_SIZE": "max_body_size",
+    "GRIP_MAX_EVENTS": "max_events",
+    "GRIP_MAX_EVENT_SIZE": "max_event_size",
+}
+
+
 def read_limits() -> GripLimits:
-    """The request limits, with ``GRIP_MAX_BODY_SIZE`` if set."""
-    size = _django_setting("GRIP_MAX_BODY_SIZE")
-    if size is None:
-        return GripLimits()
-    try:
-        return GripLimits(max_body_size=size)
-    except ValueError as exc:
-        raise GripSettingError("GRIP_MAX_BODY_SIZE", str(exc)) from None
+    """The request limits: ``GRIP_MAX_BODY_SIZE``, ``GRIP_MAX_EVENTS`` and
+    ``GRIP_MAX_EVENT_SIZE`` where set, :class:`~grip_asgi.GripLimits`' defaults elsewhere."""
+    limits = GripLimits()
+    for setting, field in _LIMIT_SETTINGS.items():
+        value = _django_setting(setting)
+        if value is not None:
+            try:
+                limits = replace(limits, **{field: value})
+            except ValueError as exc:
+                raise GripSettingError(setting, str(exc)) from None
+    return limits
 
 
 def read_settings(environ: Mapping[str, str] = os.environ) -> GripSettings:

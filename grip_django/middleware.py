@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http.client import responses
+from typing import overload
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -121,22 +122,16 @@ def plain_response(status: int, text: str) -> HttpResponse:
 
 def _process_request(processor: GripProcessor, request: HttpRequest) -> GripContext | HttpResponse:
     """Set ``request.grip``; return the context, or the reply when the request is refused."""
-    meta = request.META
-    if "HTTP_GRIP_SIG" in meta:
-        head = _read_head(request)
-        ctx = processor.inspect(head)
-    else:
-        # The common case: no proxy involved, so nothing to verify or rewrite.
-        head = None
-        ctx = processor.unproxied
-    request.grip = ctx  # type: ignore[attr-defined]
+    # The common case, no proxy involved, needs nothing verified or rewritten.
+    request.grip = ctx = processor.unproxied  # type: ignore[attr-defined]
     request.wscontext = None  # type: ignore[attr-defined]
-    if processor.settings.proxy_required and not ctx.is_proxied:
-        return plain_response(501, PROXY_REQUIRED_MESSAGE)
-    if head is None:
-        return ctx
+    head = _read_head(request) if "HTTP_GRIP_SIG" in request.META else None
     try:
-        if processor.wants_websocket_body(ctx, head):
+        if head is not None:
+            request.grip = ctx = processor.inspect(head)  # type: ignore[attr-defined]
+        if processor.settings.proxy_required and not ctx.is_proxied:
+            return plain_response(501, PROXY_REQUIRED_MESSAGE)
+        if head is not None and processor.wants_websocket_body(ctx, head):
             processor.attach_websocket(ctx, head, _read_body(request))
             request.wscontext = ctx.ws  # type: ignore[attr-defined]
     except GripProtocolError as exc:
@@ -150,25 +145,41 @@ def _read_head(request: HttpRequest) -> RequestHead:
     # Servers join repeated headers with commas, and a JWT never contains one.
     head = RequestHead(
         request.method or "",
-        grip_sig=[token.strip() for token in meta["HTTP_GRIP_SIG"].split(",")],
+        grip_sig=meta["HTTP_GRIP_SIG"].split(","),
         content_type=meta.get("CONTENT_TYPE"),
-        connection_id=meta.get("HTTP_CONNECTION_ID"),
+        connection_id=_utf8(meta.get("HTTP_CONNECTION_ID")),
     )
     length = meta.get("CONTENT_LENGTH")
     if length and length.isdigit():
         head.content_length = int(length)
     if "HTTP_GRIP_LAST" in meta:
-        head.grip_last.append(meta["HTTP_GRIP_LAST"])
+        head.grip_last.append(_utf8(meta["HTTP_GRIP_LAST"]))
     if "HTTP_GRIP_FEATURE" in meta:
-        head.grip_feature.append(meta["HTTP_GRIP_FEATURE"])
+        head.grip_feature.append(_utf8(meta["HTTP_GRIP_FEATURE"]))
     if head.is_websocket_events:
         # Meta-User-Name arrives as HTTP_META_USER_NAME.
         head.meta = {
-            name[10:].lower().replace("_", "-"): value
+            name[10:].lower().replace("_", "-"): _utf8(value)
             for name, value in meta.items()
             if name.startswith("HTTP_META_")
         }
     return head
+
+
+@overload
+def _utf8(value: str) -> str: ...
+@overload
+def _utf8(value: None) -> None: ...
+def _utf8(value: str | None) -> str | None:
+    """A header value as Pushpin sent it: servers give us its bytes as latin-1 text."""
+    if value is None:
+        return None
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def _header_value(value: str) -> str:
+    """A header value written as UTF-8 bytes: Django sends str values as latin-1."""
+    return value.encode("utf-8").decode("latin-1")
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -191,7 +202,7 @@ def _process_response(
         status, grip_headers = plan
         _set_status(response, status)
         for name, value in grip_headers:
-            response[name] = value
+            response[name] = _header_value(value)
     return response
 
 
@@ -211,7 +222,7 @@ def _replace_with_websocket_reply(ws: WebSocketContext, response: HttpResponseBa
     _set_status(response, status)
     del response["Content-Type"]
     for name, value in ws_headers:
-        response[name] = value
+        response[name] = _header_value(value)
     response["Content-Length"] = str(len(body))
 
 

@@ -67,6 +67,12 @@ def hold_stream(grip: GripContext) -> Reply:
     return Reply(body=b"[open]\n", streamed=True)
 
 
+def hold_stream_unicode(grip: GripContext) -> Reply:
+    instruct = grip.start_instruct().add_channel("café").set_hold_stream()
+    instruct.set_meta("user", "Łódź")
+    return Reply(body=b"[open]\n")
+
+
 def hold_stream_buffered(grip: GripContext) -> Reply:
     grip.start_instruct().add_channels(["a", "b"]).set_hold_stream()
     return Reply(body=b"[open]\n")
@@ -160,6 +166,7 @@ def ws_with_instruct(grip: GripContext) -> Reply:
 BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "describe": describe,
     "hold_stream": hold_stream,
+    "hold_stream_unicode": hold_stream_unicode,
     "hold_stream_buffered": hold_stream_buffered,
     "hold_longpoll": hold_longpoll,
     "not_modified_hold": not_modified_hold,
@@ -321,6 +328,20 @@ CASES: list[Case] = [
         Config(grip_url=UNVERIFIED_GRIP_URL),
     ),
     # Instructs.
+    Case(
+        # Pushpin reads GRIP header values as UTF-8: the bytes must be UTF-8 on every adapter
+        # (shown here as latin-1 text, as the drivers read the raw bytes).
+        "non-ASCII channel and meta go out as UTF-8",
+        "hold_stream_unicode",
+        Request(headers=signed()),
+        Expected(
+            200,
+            {
+                "grip-channel": "café".encode().decode("latin-1"),
+                "grip-set-meta": 'user="Łódź"'.encode().decode("latin-1"),
+            },
+        ),
+    ),
     Case(
         "streamed stream hold with keep-alive and prefix",
         "hold_stream",

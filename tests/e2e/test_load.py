@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from .servers import ProxiedApp
 
@@ -67,33 +67,49 @@ class Client:
     ) -> None:
         async with room:
             websocket = await connect(url, open_timeout=60, close_timeout=10)
-        async with websocket:
-            ready.set()
-            await go.wait()
-            in_flight: deque[str] = deque()
-            while not (stop.is_set() and not in_flight):
-                while not stop.is_set() and len(in_flight) < IN_FLIGHT:
-                    # Wait for room only with nothing in flight: a client waiting for room
-                    # while its own replies go unread would never give any back.
-                    if not in_flight:
-                        await room.acquire()
-                    else:
-                        try:
-                            room.acquire_nowait()
-                        except anyio.WouldBlock:
-                            break
-                    message = self.message(self.sent)
-                    await websocket.send(message)
-                    in_flight.append(message)
-                    self.sent += 1
-                expected = in_flight.popleft()
-                got = await websocket.recv()
-                room.release()
-                if got == expected:
-                    self.received += 1
+        try:
+            await self.exchange(websocket, room, ready, go, stop)
+        finally:
+            # A close is a request to the backend too (CLOSE): when the run stops, 200 of
+            # them at once would overflow Pushpin's queue and drop the clients still waiting
+            # for their last replies, so closes take room like messages do.
+            async with room:
+                await websocket.close()
+
+    async def exchange(
+        self,
+        websocket: ClientConnection,
+        room: anyio.Semaphore,
+        ready: anyio.Event,
+        go: anyio.Event,
+        stop: anyio.Event,
+    ) -> None:
+        ready.set()
+        await go.wait()
+        in_flight: deque[str] = deque()
+        while not (stop.is_set() and not in_flight):
+            while not stop.is_set() and len(in_flight) < IN_FLIGHT:
+                # Wait for room only with nothing in flight: a client waiting for room
+                # while its own replies go unread would never give any back.
+                if not in_flight:
+                    await room.acquire()
                 else:
-                    self.wrong.append((expected, str(got)))
-                    return
+                    try:
+                        room.acquire_nowait()
+                    except anyio.WouldBlock:
+                        break
+                message = self.message(self.sent)
+                await websocket.send(message)
+                in_flight.append(message)
+                self.sent += 1
+            expected = in_flight.popleft()
+            got = await websocket.recv()
+            room.release()
+            if got == expected:
+                self.received += 1
+            else:
+                self.wrong.append((expected, str(got)))
+                return
 
 
 @pytest.mark.anyio

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import http.client
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -478,15 +479,51 @@ def _ini_string(value: str) -> str:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now; all are held at once so they are distinct."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    """Ports free on 127.0.0.1 now, distinct, and below the ephemeral range.
+
+    Port 0 would pick from the ephemeral range, where the system also takes the local port of
+    every outgoing connection: between choosing a port and a server binding it, a busy test
+    run's clients can take it ("Address already in use"). Below that range only listeners
+    compete, and each port is checked by binding it.
+    """
+    low, high = _ephemeral_range()
+    candidates = list(range(_PORTS_FROM, min(low, 65536)))
+    if len(candidates) < count or high < low:  # an unusual range: let the system choose
+        candidates = []
+    random.shuffle(candidates)
+    chosen: list[socket.socket] = []
     try:
-        for sock in sockets:
+        for port in candidates:
+            if len(chosen) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((_LOOPBACK, port))
+            except OSError:
+                sock.close()
+                continue
+            chosen.append(sock)
+        while len(chosen) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind((_LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+            chosen.append(sock)
+        return [sock.getsockname()[1] for sock in chosen]
     finally:
-        for sock in sockets:
+        for sock in chosen:
             sock.close()
+
+
+#: Ports picked for Pushpin and test servers start here (below Linux's ephemeral range).
+_PORTS_FROM = 20000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            low, high = (int(value) for value in ranges.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
 
 
 def _port_in_use(port: int) -> bool:

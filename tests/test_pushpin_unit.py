@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import stat
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import grip_asgi.pushpin
 from grip_asgi._config import parse_grip_uri
 from grip_asgi.pushpin import Pushpin, _command_line, _free_ports, _ini_string, _shutdown
 
@@ -261,3 +263,37 @@ def test_the_module_runs_as_a_command() -> None:
     )
     assert result.stdout.startswith("usage: python -m grip_asgi.pushpin")
     assert "--control-port" in result.stdout
+
+
+def test_free_ports_are_distinct_and_below_the_ephemeral_range() -> None:
+    low, _ = grip_asgi.pushpin._ephemeral_range()
+    ports = grip_asgi.pushpin._free_ports(3)
+    assert len(set(ports)) == 3
+    assert all(grip_asgi.pushpin._PORTS_FROM <= port < low for port in ports)
+
+
+def test_free_ports_skip_a_port_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        # Only two candidates, the first of them taken.
+        monkeypatch.setattr(grip_asgi.pushpin, "_PORTS_FROM", port)
+        monkeypatch.setattr(grip_asgi.pushpin, "_ephemeral_range", lambda: (port + 2, 60999))
+        monkeypatch.setattr(random, "shuffle", lambda ports: None)
+        assert grip_asgi.pushpin._free_ports(1) == [port + 1]
+
+
+def test_free_ports_fall_back_to_the_system_with_an_unusual_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(grip_asgi.pushpin, "_ephemeral_range", lambda: (1024, 2048))
+    [port] = grip_asgi.pushpin._free_ports(1)
+    assert port > 0
+
+
+def test_ephemeral_range_defaults_when_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(grip_asgi.pushpin, "open", unreadable, raising=False)
+    assert grip_asgi.pushpin._ephemeral_range() == (32768, 60999)

@@ -12,6 +12,7 @@ from grip_asgi import (
     InstructAlreadyStartedError,
     InstructNotAvailableError,
     RequestHead,
+    RequestHeaderTooLargeError,
     RequestTooLargeError,
 )
 from grip_asgi.testing import make_grip_sig
@@ -130,3 +131,19 @@ def test_websocket_body_rules() -> None:
 def test_limits_are_validated(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         GripLimits(**{field: value})  # type: ignore[arg-type]
+
+
+def test_grip_header_limits() -> None:
+    p = processor(limits=GripLimits(max_header_size=20, max_meta_headers=2))
+    meta = {"a": "1", "b": "2", "c": "3"}
+    websocket = {"content_type": "application/websocket-events", "connection_id": "c1"}
+    with pytest.raises(RequestHeaderTooLargeError, match="3 Meta-\\* headers") as too_many:
+        p.inspect(signed_head("POST", meta=meta, **websocket))
+    assert too_many.value.status_hint == 431
+    # Meta-* is read only on WebSocket-over-HTTP requests, so it is not counted elsewhere.
+    assert p.inspect(signed_head("GET", meta=meta)).is_proxied
+    with pytest.raises(RequestHeaderTooLargeError, match="20-character limit"):
+        p.inspect(signed_head(grip_last=["a; last-id=" + "1" * 20]))
+    with pytest.raises(RequestHeaderTooLargeError):
+        p.inspect(signed_head("POST", **{**websocket, "connection_id": "c" * 21}))
+    assert p.inspect(signed_head(grip_last=["a; last-id=1"])).last == {"a": "1"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -110,11 +110,13 @@ class GripContext:
     """
 
     __slots__ = (
+        "_features",
         "_instruct",
-        "features",
+        "_last",
+        "_raw_features",
+        "_raw_last",
         "is_proxied",
         "is_signed",
-        "last",
         "needs_signed",
         "prefix",
         "sig_error",
@@ -129,8 +131,8 @@ class GripContext:
         needs_signed: bool = False,
         sig_error: str | None = None,
         prefix: str = "",
-        last: Mapping[str, str] | None = None,
-        features: frozenset[str] = frozenset(),
+        grip_last: Sequence[str] = (),
+        grip_feature: Sequence[str] = (),
     ) -> None:
         #: The request came through a GRIP proxy (verified when keys are configured).
         self.is_proxied = is_proxied
@@ -142,13 +144,30 @@ class GripContext:
         self.sig_error = sig_error
         #: The channel prefix applied to every channel this request subscribes to.
         self.prefix = prefix
-        #: ``Grip-Last``: the last id the proxy saw, by channel (retries and next links).
-        self.last: Mapping[str, str] = last if last is not None else _NO_LAST
-        #: ``Grip-Feature``: what the proxy supports, e.g. ``"link:next"``.
-        self.features = features
         #: The WebSocket-over-HTTP context, or None when this is not such a request.
         self.ws: WebSocketContext | None = None
         self._instruct: GripInstruct | None = None
+        # Pushpin sends Grip-Feature on every request, and few handlers read it: parse on use.
+        self._raw_last = grip_last
+        self._raw_features = grip_feature
+        self._last: Mapping[str, str] | None = None
+        self._features: frozenset[str] | None = None
+
+    @property
+    def last(self) -> Mapping[str, str]:
+        """``Grip-Last``: the last id the proxy saw, by channel (retries and next links)."""
+        if self._last is None:
+            raw = self._raw_last
+            self._last = MappingProxyType(parse_grip_last(raw)) if raw else _NO_LAST
+        return self._last
+
+    @property
+    def features(self) -> frozenset[str]:
+        """``Grip-Feature``: what the proxy supports, e.g. ``"link:next"``."""
+        if self._features is None:
+            raw = self._raw_features
+            self._features = parse_grip_feature(raw) if raw else frozenset()
+        return self._features
 
     @property
     def instruct(self) -> GripInstruct | None:
@@ -243,8 +262,8 @@ class GripProcessor:
             needs_signed=self.needs_signed,
             sig_error=sig_error,
             prefix=self.settings.prefix,
-            last=parse_grip_last(head.grip_last) if head.grip_last else None,
-            features=parse_grip_feature(head.grip_feature) if head.grip_feature else frozenset(),
+            grip_last=head.grip_last,
+            grip_feature=head.grip_feature,
         )
 
     def _check_header_sizes(self, head: RequestHead) -> None:

@@ -37,6 +37,7 @@ __all__ = (
     "GripProcessor",
     "RequestHead",
     "body_too_large",
+    "close_after_handler_error",
     "websocket_reply_replaces",
 )
 
@@ -342,6 +343,20 @@ def websocket_reply_replaces(ctx: GripContext, status: int) -> bool:
     OPEN is how a handler refuses the connection.
     """
     return ctx.ws is not None and 200 <= status < 300
+
+
+def close_after_handler_error(ctx: GripContext) -> bool:
+    """On a handler failure, end the client's WebSocket with 1011 instead of a 500.
+
+    Pushpin drops a connection whose request failed (the client sees 1006, no close frame);
+    a CLOSE 1011 event in a 200 reply closes it cleanly instead. An opening request keeps its
+    500, which Pushpin passes on as the refused handshake. True when ``ctx.ws`` was closed so.
+    """
+    ws = ctx.ws
+    if ws is None or ws.is_opening() or ws.closed or ws.disconnected:
+        return False
+    ws.close(1011, "internal error")
+    return True
 
 
 def body_too_large(limit: int) -> RequestTooLargeError:

@@ -18,6 +18,7 @@ from ._context import (
     GripProcessor,
     RequestHead,
     body_too_large,
+    close_after_handler_error,
     websocket_reply_replaces,
 )
 from ._errors import GripProtocolError
@@ -140,6 +141,13 @@ class GripMiddleware:
                         raise
                     logger.debug("grip: rejecting request: %s", exc)
                     await _send_plain(send, exc.status_hint, str(exc))
+                except Exception:
+                    # Close the client cleanly (1011), then let the error reach the server's
+                    # own handling and logs as usual.
+                    if not reply.started and close_after_handler_error(ctx):
+                        await reply.send({"type": "http.response.start", "status": 200})
+                        await reply.send({"type": "http.response.body", "body": b""})
+                    raise
                 return
             if ctx.is_proxied:
                 send = _instruct_send(processor, ctx, send)

@@ -26,6 +26,7 @@ from grip_asgi._context import (
     GripProcessor,
     RequestHead,
     body_too_large,
+    close_after_handler_error,
     websocket_reply_replaces,
 )
 from grip_asgi._errors import GripProtocolError
@@ -194,7 +195,10 @@ def _process_response(
     processor: GripProcessor, ctx: GripContext, response: HttpResponseBase
 ) -> HttpResponseBase:
     if ctx.ws is not None:
-        if websocket_reply_replaces(ctx, response.status_code):
+        # Django has already logged a view's exception and turned it into this 500.
+        if websocket_reply_replaces(ctx, response.status_code) or (
+            response.status_code >= 500 and close_after_handler_error(ctx)
+        ):
             _replace_with_websocket_reply(ctx.ws, response)
         return response
     plan = processor.instruct_response(ctx, response.status_code)

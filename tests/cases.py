@@ -122,6 +122,18 @@ def ws_echo(grip: GripContext, *, status: int = 200, streamed: bool = False) -> 
     return Reply(status=status, body=b"replaced\n", streamed=streamed)
 
 
+class HandlerFailed(Exception):
+    """A bug in the app's handler."""
+
+
+def ws_echo_then_fail(grip: GripContext) -> Reply:
+    ws = grip.ws
+    assert ws is not None
+    for message in ws:
+        ws.send(message)
+    raise HandlerFailed("the handler failed after echoing")
+
+
 def ws_chat(grip: GripContext) -> Reply:
     ws = grip.ws
     assert ws is not None
@@ -176,6 +188,7 @@ BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "hold_without_channel": hold_without_channel,
     "ws_echo": ws_echo,
     "ws_echo_204": lambda grip: ws_echo(grip, status=204),
+    "ws_echo_then_fail": ws_echo_then_fail,
     "ws_echo_201": lambda grip: ws_echo(grip, status=201),
     "ws_echo_streamed": lambda grip: ws_echo(grip, streamed=True),
     "ws_chat": ws_chat,
@@ -426,6 +439,23 @@ CASES: list[Case] = [
         "ws_echo_204",
         websocket(open_event(), text_event("hello")),
         ECHOED,
+    ),
+    Case(
+        "a handler that fails closes the client with 1011",
+        "ws_echo_then_fail",
+        websocket(text_event("hi")),
+        Expected(
+            200,
+            {"content-type": WEBSOCKET_EVENTS},
+            body=b"TEXT 4\r\nm:hi\r\nCLOSE 10\r\n\x03\xf3internal error\r\n",
+            error=HandlerFailed,
+        ),
+    ),
+    Case(
+        "a handler that fails on open keeps its 500, the refused handshake",
+        "ws_echo_then_fail",
+        websocket(open_event()),
+        Expected(500, error=HandlerFailed),
     ),
     Case(
         "websocket reply of 201 is replaced",

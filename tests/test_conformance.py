@@ -60,14 +60,15 @@ class Observed:
         lowered = {name.lower(): value for name, value in headers}
         if "content-length" in lowered:
             assert int(lowered["content-length"]) == len(body), "Content-Length is stale"
-        if error is not None:
+        if error is not None and status >= 500:
+            # Each framework's own error page: only the status and the error compare.
             return cls(status, {}, b"", type(error))
         kept = {
             name: value
             for name, value in lowered.items()
             if name in _KEPT_HEADERS or name.startswith(_KEPT_PREFIXES)
         }
-        return cls(status, kept, body)
+        return cls(status, kept, body, None if error is None else type(error))
 
 
 @pytest.fixture(autouse=True)

@@ -125,37 +125,43 @@ class GripMiddleware:
             if processor.settings.proxy_required and not ctx.is_proxied:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
+            body = None
             if processor.wants_websocket_body(ctx, head):
                 body = await _read_body(receive, processor.limits.max_body_size)
                 if body is None:  # the client went away
                     return
                 processor.attach_websocket(ctx, head, body)
-                receive = _replay(body, receive)
-                reply = _WebSocketReply(ctx, send)
-                try:
-                    await self.app(scope, receive, reply.send)
-                except GripProtocolError as exc:
-                    # A bad client message the handler found in ws.recv() (a TEXT that is
-                    # not UTF-8) is the client's fault: 4xx, as for a malformed body.
-                    if reply.started:
-                        raise
-                    logger.debug("grip: rejecting request: %s", exc)
-                    await _send_plain(send, exc.status_hint, str(exc))
-                except Exception:
-                    # Close the client cleanly (1011), then let the error reach the server's
-                    # own handling and logs as usual.
-                    if not reply.started and close_after_handler_error(ctx):
-                        await reply.send({"type": "http.response.start", "status": 200})
-                        await reply.send({"type": "http.response.body", "body": b""})
-                    raise
-                return
-            if ctx.is_proxied:
-                send = _instruct_send(processor, ctx, send)
         except GripProtocolError as exc:
             logger.debug("grip: rejecting request: %s", exc)
             await _send_plain(send, exc.status_hint, str(exc))
             return
-        await self.app(scope, receive, send)
+        if body is not None:
+            await self._call_websocket(scope, _replay(body, receive), send, ctx)
+        elif ctx.is_proxied:
+            await self.app(scope, receive, _instruct_send(processor, ctx, send))
+        else:
+            await self.app(scope, receive, send)
+
+    async def _call_websocket(
+        self, scope: Scope, receive: Receive, send: Send, ctx: GripContext
+    ) -> None:
+        reply = _WebSocketReply(ctx, send)
+        try:
+            await self.app(scope, receive, reply.send)
+        except GripProtocolError as exc:
+            # A bad client message the handler found in ws.recv() (a TEXT that is not
+            # UTF-8) is the client's fault: 4xx, as for a malformed body.
+            if reply.started:
+                raise
+            logger.debug("grip: rejecting request: %s", exc)
+            await _send_plain(send, exc.status_hint, str(exc))
+        except Exception:
+            # Close the client cleanly (1011), then let the error reach the server's own
+            # handling and logs as usual.
+            if not reply.started and close_after_handler_error(ctx):
+                await reply.send({"type": "http.response.start", "status": 200})
+                await reply.send({"type": "http.response.body", "body": b""})
+            raise
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_wrapper(message: Message) -> None:

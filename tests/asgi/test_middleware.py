@@ -8,7 +8,14 @@ from typing import Any
 import anyio
 import pytest
 
-from grip_asgi import GripContext, GripMiddleware, get_grip_context
+from grip_asgi import (
+    GripContext,
+    GripMiddleware,
+    GripSettings,
+    WebSocketDecodeError,
+    get_grip_context,
+    get_publisher,
+)
 from grip_asgi.middleware import Message, Receive, Scope, Send
 from grip_asgi.testing import GripTestProxy, close_event, open_event, text_event
 
@@ -458,3 +465,36 @@ def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (
         GripMiddleware(app, prefix="kw-", proxy_required=False).processor.settings.prefix == "kw-"
     )
+
+
+@pytest.mark.anyio
+async def test_a_protocol_error_after_the_reply_started_is_not_answered_twice() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 403, "headers": []})
+        ws = get_grip_context(scope).ws
+        assert ws is not None
+        ws.recv()  # a TEXT that is not UTF-8: a GripProtocolError
+
+    request = proxy.websocket(open_event())
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"OPEN\r\nTEXT 1\r\n\xff\r\n", "more_body": False}
+
+    with pytest.raises(WebSocketDecodeError):
+        await GripMiddleware(app, grip=GRIP_URL)(ws_scope(request.headers), receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start"]
+
+
+def test_settings_and_a_publisher_outside_the_middleware() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
+        pass
+
+    settings = GripSettings.build(GRIP_URL, prefix="s-")
+    assert GripMiddleware(app, grip=settings).processor.settings.prefix == "s-"
+    with pytest.raises(RuntimeError, match="GripMiddleware must be installed"):
+        get_publisher(http_scope())

@@ -893,6 +893,9 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         max_body_size: largest request body; more items are split across requests.
         queue_size: capacity of the :meth:`publish_nowait` queue.
         on_error: called with the error and the items whenever a queued publish fails.
+        max_in_flight: most publish requests under way at once; more wait their turn. Without
+            a bound, a burst of publishes would wait in httpx's connection pool, where a long
+            queue is slow to serve and times out (``PoolTimeout``) instead of publishing.
     """
 
     _client_type = httpx.AsyncClient
@@ -909,6 +912,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         max_body_size: int = MAX_BODY_SIZE,
         queue_size: int = 1000,
         on_error: ErrorCallback | None = None,
+        max_in_flight: int = 32,
     ) -> None:
         super().__init__(
             grip,
@@ -921,6 +925,9 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         )
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._queue_size = queue_size
         self._on_error = on_error
         self._queue: asyncio.Queue[tuple[str, Item]] | None = None
@@ -966,9 +973,13 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
 
     async def _attempt(self, client: httpx.AsyncClient, request: PublishRequest) -> Outcome:
         try:
-            return await client.post(
-                request.url, content=request.body, headers=request.headers, timeout=self._timeout
-            )
+            async with self._in_flight:  # the timeouts start once the request does
+                return await client.post(
+                    request.url,
+                    content=request.body,
+                    headers=request.headers,
+                    timeout=self._timeout,
+                )
         except httpx.RequestError as exc:
             return exc
 

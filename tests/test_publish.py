@@ -1056,3 +1056,30 @@ def test_closed_is_reported_and_enforced() -> None:
     assert publisher.closed
     with pytest.raises(RuntimeError, match="closed"):
         publisher.publish_websocket("room", "hi")
+
+
+def test_a_burst_of_publishes_waits_its_turn_instead_of_timing_out() -> None:
+    """1000 at once: never more than max_in_flight requests under way, and every one succeeds."""
+    under_way = most = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal under_way, most
+        under_way += 1
+        most = max(most, under_way)
+        await asyncio.sleep(0)
+        under_way -= 1
+        return httpx.Response(200, text="Published\n")
+
+    async def burst() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with Publisher(URL, client=client, max_in_flight=4) as publisher:
+            await asyncio.gather(*(publisher.publish_websocket("c", str(i)) for i in range(1000)))
+        await client.aclose()
+
+    asyncio.run(burst())
+    assert most == 4
+
+
+def test_max_in_flight_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Publisher(URL, max_in_flight=0)

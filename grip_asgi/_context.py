@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from ._config import GripSettings
@@ -95,7 +96,7 @@ class RequestHead:
     grip_last: list[str] = field(default_factory=list)
     grip_feature: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property  # asked up to three times per proxied request
     def is_websocket_events(self) -> bool:
         """A POST whose media type is ``application/websocket-events`` (parameters ignored)."""
         if self.method != "POST" or self.content_type is None:

@@ -269,7 +269,7 @@ def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Se
             if plan is not None:
                 status, grip_headers = plan
                 headers = list(message.get("headers", ()))
-                headers.extend((k.lower().encode("latin-1"), v.encode()) for k, v in grip_headers)
+                headers.extend(_encode_headers(grip_headers))
                 message = {**message, "status": status, "headers": headers}
         await send(message)
 
@@ -304,12 +304,17 @@ class _WebSocketReply:
             for k, v in self._held_start.get("headers", ())
             if k.lower() not in _STRIPPED_FROM_WS_REPLY
         ]
-        headers.extend((k.lower().encode("latin-1"), v.encode()) for k, v in ws_headers)
+        headers.extend(_encode_headers(ws_headers))
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         self._held_start = None
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
+
+
+def _encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # ASGI wants lower-case names; Pushpin reads GRIP header values as UTF-8.
+    return [(name.lower().encode("latin-1"), value.encode()) for name, value in headers]
 
 
 async def _send_plain(send: Send, status: int, text: str) -> None:

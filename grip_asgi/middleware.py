@@ -90,39 +90,41 @@ class GripMiddleware:
         if limits is None:
             limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)
         self.processor = GripProcessor(settings, limits=limits)
+        self._unproxied = self.processor.unproxied
+        self._proxy_required = settings.proxy_required
         #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.
         self.publisher = Publisher(settings) if publisher is None else publisher
         self._owns_publisher = publisher is None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # see ASGIApp
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-
-        state = scope.setdefault("state", {})
-        state["grip_publisher"] = self.publisher
-        processor = self.processor
-        for name, _ in scope["headers"]:
-            if name == b"grip-sig":
-                break
-        else:
+        if scope["type"] == "http":
+            for name, _ in scope["headers"]:
+                if name == b"grip-sig":
+                    await self._call_proxied(scope, receive, send)
+                    return
             # The common case: no proxy involved, so nothing to verify or rewrite.
-            state["grip"] = processor.unproxied
-            if processor.settings.proxy_required:
+            state = scope.setdefault("state", {})
+            state["grip"] = self._unproxied
+            state["grip_publisher"] = self.publisher
+            if self._proxy_required:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
-            await self.app(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
             return
+        await self.app(scope, receive, send)
 
+    async def _call_proxied(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request with ``Grip-Sig``: verify it, then rewrite the app's reply."""
+        processor = self.processor
         head = _read_head(scope)
-        state["grip"] = processor.unproxied  # until the proxy's headers pass inspection
+        state = scope.setdefault("state", {})
+        state["grip"] = self._unproxied  # until the proxy's headers pass inspection
+        state["grip_publisher"] = self.publisher
         try:
             ctx = processor.inspect(head)
             state["grip"] = ctx
-            if processor.settings.proxy_required and not ctx.is_proxied:
+            if self._proxy_required and not ctx.is_proxied:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
             body = None
@@ -201,27 +203,46 @@ def get_publisher(request_or_scope: Any) -> Publisher:
 
 
 def _read_head(scope: Scope) -> RequestHead:
-    head = RequestHead(scope["method"])
-    for raw_name, raw_value in scope["headers"]:
+    grip_sig: list[str] = []
+    grip_last: list[str] = []
+    grip_feature: list[str] = []
+    content_type = connection_id = None
+    content_length = None
+    headers = scope["headers"]
+    for raw_name, raw_value in headers:
         # Only GRIP's own headers are decoded; the others cost one set lookup.
         if raw_name in _HEAD_NAMES:
             # Pushpin writes GRIP header values (meta, channel names) as UTF-8.
             value = raw_value.decode("utf-8", "replace")
             if raw_name == b"grip-sig":
                 # A JWT has no comma: a comma-joined header is several tokens, as Django sees it.
-                head.grip_sig.extend(value.split(","))
+                grip_sig.extend(value.split(","))
+            elif raw_name == b"grip-feature":
+                grip_feature.append(value)
             elif raw_name == b"content-type":
-                head.content_type = value
-            elif raw_name == b"connection-id":
-                head.connection_id = value
-            elif raw_name == b"content-length":
-                head.content_length = int(value) if value.isdigit() else None
+                content_type = value
             elif raw_name == b"grip-last":
-                head.grip_last.append(value)
+                grip_last.append(value)
+            elif raw_name == b"connection-id":
+                connection_id = value
             else:
-                head.grip_feature.append(value)
-        elif raw_name.startswith(b"meta-"):
-            head.meta[raw_name[5:].decode("latin-1")] = raw_value.decode("utf-8", "replace")
+                content_length = int(value) if value.isdigit() else None
+    head = RequestHead(
+        scope["method"],
+        grip_sig,
+        content_type,
+        connection_id,
+        content_length,
+        {},  # Meta-*: read below, where it matters
+        grip_last,
+        grip_feature,
+    )
+    if head.is_websocket_events:  # Meta-* is only read on these
+        head.meta = {
+            name[5:].decode("latin-1"): value.decode("utf-8", "replace")
+            for name, value in headers
+            if name.startswith(b"meta-")
+        }
     return head
 
 
@@ -263,7 +284,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Send:
-    async def instruct_send(message: Message) -> None:
+    # A plain function that hands back send's own awaitable: most messages pass through
+    # without a coroutine of ours around them.
+    def instruct_send(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             plan = processor.instruct_response(ctx, message["status"])
             if plan is not None:
@@ -271,7 +294,7 @@ def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Se
                 headers = list(message.get("headers", ()))
                 headers.extend(_encode_headers(grip_headers))
                 message = {**message, "status": status, "headers": headers}
-        await send(message)
+        return send(message)
 
     return instruct_send
 

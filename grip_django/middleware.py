@@ -143,20 +143,19 @@ def _process_request(processor: GripProcessor, request: HttpRequest) -> GripCont
 
 def _read_head(request: HttpRequest) -> RequestHead:
     meta = request.META
-    # Servers join repeated headers with commas, and a JWT never contains one.
+    length = meta.get("CONTENT_LENGTH")
+    last = meta.get("HTTP_GRIP_LAST")
+    feature = meta.get("HTTP_GRIP_FEATURE")
     head = RequestHead(
         request.method or "",
+        # Servers join repeated headers with commas, and a JWT never contains one.
         grip_sig=meta["HTTP_GRIP_SIG"].split(","),
         content_type=meta.get("CONTENT_TYPE"),
         connection_id=_utf8(meta.get("HTTP_CONNECTION_ID")),
+        content_length=int(length) if length and length.isdigit() else None,
+        grip_last=() if last is None else (_utf8(last),),
+        grip_feature=() if feature is None else (_utf8(feature),),
     )
-    length = meta.get("CONTENT_LENGTH")
-    if length and length.isdigit():
-        head.content_length = int(length)
-    if "HTTP_GRIP_LAST" in meta:
-        head.grip_last.append(_utf8(meta["HTTP_GRIP_LAST"]))
-    if "HTTP_GRIP_FEATURE" in meta:
-        head.grip_feature.append(_utf8(meta["HTTP_GRIP_FEATURE"]))
     if head.is_websocket_events:
         # Meta-User-Name arrives as HTTP_META_USER_NAME.
         head.meta = {

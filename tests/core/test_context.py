@@ -102,7 +102,9 @@ def test_an_explicit_grip_status_is_kept_on_304() -> None:
     ],
 )
 def test_websocket_events_detection(method: str, content_type: str | None, expected: bool) -> None:
-    assert RequestHead(method, content_type=content_type).is_websocket_events is expected
+    head = RequestHead(method, content_type=content_type)
+    assert head.is_websocket_events is expected
+    assert repr(head) == f"<RequestHead {method} websocket_events={expected}>"
 
 
 def test_websocket_body_rules() -> None:

@@ -254,13 +254,14 @@ class GripProcessor:
         self._verifier = ProxyVerifier(settings.proxies)
         #: Keys are configured for every proxy, so a request must be signed to count.
         self.needs_signed = bool(settings.proxies) and self._verifier.all_have_keys
+        self._any_key = self._verifier.any_has_key
         #: Shared by every request without ``Grip-Sig``: nothing about it can change.
         self.unproxied = GripContext(needs_signed=self.needs_signed, prefix=settings.prefix)
         if not self.needs_signed:
             logger.warning(
                 "grip: no Grip-Sig verify key is configured for %s, so any client can pose as "
                 "the proxy by sending a Grip-Sig header; set verify-key in GRIP_URL",
-                "some proxies" if self._verifier.any_has_key else "every proxy",
+                "some proxies" if self._any_key else "every proxy",
             )
 
     def inspect(self, head: RequestHead) -> GripContext:
@@ -273,7 +274,7 @@ class GripProcessor:
             return self._not_proxied("several Grip-Sig headers")
         is_signed = False
         sig_error: str | None = None
-        if self._verifier.any_has_key:
+        if self._any_key:
             check = self._verifier.verify(grip_sig[0], self._clock())
             is_signed = check.ok
             sig_error = None if check.reason is None else check.reason.value

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -46,7 +46,7 @@ _ALGORITHMS = ("HS256", "ES256", "RS256")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-class SigFailure(str, Enum):
+class SigFailure(StrEnum):
     """Why a ``Grip-Sig`` token was rejected."""
 
     #: No key is configured, or the key is empty (an empty HMAC secret is never a key, §8.10).

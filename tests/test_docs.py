@@ -58,6 +58,7 @@ import pytest
 import yaml
 
 import grip_asgi
+import grip_asgi._transport
 import grip_asgi.fastapi
 import grip_asgi.pushpin
 import grip_asgi.testing
@@ -254,6 +255,13 @@ def base_context(
         monkeypatch.setattr(
             SyncPublisher, "_new_client", lambda self: httpx.Client(transport=transport)
         )
+        fake_client = httpx.AsyncClient(transport=transport)
+
+        async def post(url: str, headers: Any, body: bytes, timeout: httpx.Timeout) -> Any:
+            return await fake_client.post(url, content=body, headers=headers)
+
+        # Publishers without a client post to http:// proxies on their own connections.
+        monkeypatch.setattr(grip_asgi._transport, "post", post)
     modules = dict(sys.modules)
     try:
         yield

@@ -1,0 +1,803 @@
+"""The Publisher's own HTTP/1.1 path for ``http://`` proxies (``grip_asgi._transport``).
+
+``parse_reply`` is checked against h11 on generated replies, cut at every offset and on
+malformed ones; ``post`` and the Publisher against real asyncio servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import string
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grip_asgi import PublishConnectionError, Publisher, PublishError, PublishTimeoutError
+from grip_asgi._transport import MAX_REPLY_SIZE, ReplyParseError, parse_reply, post
+
+Parsed = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+# --- Generated replies ------------------------------------------------------------------------
+
+TCHAR = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
+VCHAR = "".join(map(chr, range(0x21, 0x7F)))
+FRAMING_HEADERS = {"content-length", "transfer-encoding"}
+
+tokens = st.text(TCHAR, min_size=1, max_size=10)
+header_names = tokens.filter(lambda name: name.lower() not in FRAMING_HEADERS)
+ows = st.sampled_from(["", " ", "\t", " \t "])
+
+
+@st.composite
+def header_values(draw: st.DrawFn) -> tuple[str, str]:
+    """A field value as written (with optional surrounding whitespace) and as parsed."""
+    words = draw(st.lists(st.text(VCHAR, min_size=1, max_size=6), max_size=3))
+    value = ""
+    for n, word in enumerate(words):
+        value += (draw(st.sampled_from([" ", "\t", "  "])) if n else "") + word
+    return draw(ows) + value + draw(ows), value
+
+
+@st.composite
+def header_lines(draw: st.DrawFn, names: st.SearchStrategy[str] = header_names) -> list[Any]:
+    """``(line, (name, value))`` pairs: a header line and what a parser should report."""
+    found = []
+    for name, (written, value) in draw(st.lists(st.tuples(names, header_values()), max_size=5)):
+        found.append((f"{name}:{written}\r\n", (name.encode(), value.encode())))
+    return found
+
+
+def chunk_size_line(draw: st.DrawFn, size: int) -> bytes:
+    digits = format(size, draw(st.sampled_from(["x", "X"])))
+    digits = "0" * draw(st.integers(0, 8 - len(digits))) + digits
+    extensions = draw(st.lists(st.tuples(tokens, st.none() | tokens), max_size=2))
+    line = digits + "".join(f";{k}" if v is None else f";{k}={v}" for k, v in extensions)
+    return (line + draw(ows) + "\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Generated:
+    data: bytes
+    expected: Parsed
+    #: Where the final response's head ends.
+    head_end: int
+    #: The shortest prefix that holds the whole reply; None: only the connection's end does.
+    complete_at: int | None
+
+
+@st.composite
+def replies(draw: st.DrawFn, max_body: int = 200) -> Generated:
+    data = b""
+    for _ in range(draw(st.integers(0, 2))):  # 100 Continue, 103 Early Hints
+        status = draw(st.sampled_from([100, 103]))
+        data += f"HTTP/1.1 {status} Informational\r\n".encode()
+        data += "".join(line for line, _ in draw(header_lines())).encode() + b"\r\n"
+
+    status = draw(
+        st.sampled_from([204, 304]) if draw(st.integers(0, 4)) == 0 else st.integers(200, 599)
+    )
+    framing = draw(st.sampled_from(["length", "chunked", "close"]))
+    version = (
+        "HTTP/1.1" if framing == "chunked" else draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
+    )
+    reason = draw(st.none() | st.text(VCHAR + " \t", max_size=16))
+    no_body = status in (204, 304)
+    body = (
+        b""
+        if no_body
+        else draw(st.integers(0, max_body).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+    )
+
+    lines = draw(header_lines())
+    if framing == "length":
+        name = draw(st.sampled_from(["Content-Length", "content-length", "CONTENT-LENGTH"]))
+        value = str(draw(st.integers(0, 99)) if no_body else len(body))
+        framing_header: Any = (f"{name}:{draw(ows)}{value}{draw(ows)}\r\n", (name, value))
+    elif framing == "chunked":
+        name = draw(st.sampled_from(["Transfer-Encoding", "transfer-encoding"]))
+        value = draw(st.sampled_from(["chunked", "Chunked", "CHUNKED"]))
+        framing_header = (f"{name}: {value}\r\n", (name, value))
+    if framing != "close":
+        line, (name, value) = framing_header
+        lines.insert(draw(st.integers(0, len(lines))), (line, (name.encode(), value.encode())))
+
+    status_line = f"{version} {status}" + ("" if reason is None else " " + reason)
+    data += (status_line + "\r\n" + "".join(line for line, _ in lines) + "\r\n").encode()
+    head_end = len(data)
+    expected = (status, [parsed for _, parsed in lines], body)
+
+    complete_at: int | None = len(data)
+    if no_body:
+        pass
+    elif framing == "length":
+        data += body
+        complete_at = len(data)
+    elif framing == "chunked":
+        cuts = sorted(draw(st.sets(st.integers(1, max(1, len(body) - 1)), max_size=6)))
+        bounds = [0, *(cut for cut in cuts if cut < len(body)), len(body)]
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            if end > start:
+                data += chunk_size_line(draw, end - start) + body[start:end] + b"\r\n"
+        data += chunk_size_line(draw, 0)
+        complete_at = len(data)
+        data += "".join(line for line, _ in draw(header_lines())).encode() + b"\r\n"  # trailers
+    else:
+        data += body
+        complete_at = None
+    return Generated(data, expected, head_end, complete_at)
+
+
+def h11_reply(data: bytes, *, eof: bool) -> Parsed:
+    """What h11, as the client of a POST, makes of ``data``."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(
+        h11.Request(method="POST", target="/", headers=[("Host", "h"), ("Content-Length", "0")])
+    )
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(data)
+    if eof:
+        conn.receive_data(b"")
+    response = None
+    body = b""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        else:
+            assert isinstance(event, h11.InformationalResponse), event
+    assert response is not None
+    return response.status_code, list(response.headers.raw_items()), body
+
+
+def normalized(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Names lowercased, and the Transfer-Encoding value too (h11 lowercases it)."""
+    out = []
+    for name, value in headers:
+        name = name.lower()
+        out.append((name, value.lower() if name == b"transfer-encoding" else value))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(replies())
+def test_parse_reply_agrees_with_h11(reply: Generated) -> None:
+    eof = reply.complete_at is None
+    status, headers, body = h11_reply(reply.data, eof=eof)
+    assert parse_reply(reply.data, eof=eof) == reply.expected
+    assert (status, normalized(headers), body) == (
+        reply.expected[0],
+        normalized(reply.expected[1]),
+        reply.expected[2],
+    )
+
+
+@settings(max_examples=120, deadline=None)
+@given(replies(max_body=40))
+def test_parse_reply_on_every_prefix(reply: Generated) -> None:
+    data, expected, complete_at = reply.data, reply.expected, reply.complete_at
+    status, headers, body = expected
+    if complete_at is None:
+        assert parse_reply(data, eof=False) is None
+        assert parse_reply(data, eof=True) == expected
+    else:
+        assert parse_reply(data, eof=False) == expected
+        assert parse_reply(data, eof=True) == expected
+    for n in range(len(data)):
+        prefix = data[:n]
+        complete = complete_at is not None and n >= complete_at
+        # More to come: "read more" until the reply is whole, then the reply, never an error.
+        assert parse_reply(prefix, eof=False) == (expected if complete else None), n
+        # The connection closed there: cut short, unless the end of the body is the close.
+        if complete:
+            assert parse_reply(prefix, eof=True) == expected
+        elif complete_at is None and n >= reply.head_end:
+            assert parse_reply(prefix, eof=True) == (status, headers, body[: n - reply.head_end])
+        else:
+            with pytest.raises(ReplyParseError):
+                parse_reply(prefix, eof=True)
+
+
+fragments = st.sampled_from(
+    [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.0 404",
+        b"HTTP/1.1 100 Continue",
+        b"HTTP/1.1 204 No Content",
+        b"\r\n",
+        b"\r\n\r\n",
+        b"Content-Length: 3",
+        b"Content-Length: x",
+        b"Transfer-Encoding: chunked",
+        b"Transfer-Encoding: gzip",
+        b"X: y",
+        b"3",
+        b"0",
+        b"zz",
+        b";ext",
+        b":",
+        b" ",
+        b"abc",
+        b"\r",
+        b"\n",
+    ]
+) | st.binary(max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(fragments, max_size=24).map(b"".join), st.lists(fragments, max_size=6).map(b"".join)
+)
+def test_parse_reply_answers_or_raises_reply_parse_error(data: bytes, more: bytes) -> None:
+    for eof in (False, True):
+        try:
+            reply = parse_reply(data, eof=eof)
+        except ReplyParseError:
+            continue
+        if reply is None:
+            assert not eof  # a closed connection always ends in an answer or an error
+            continue
+        status, headers, body = reply
+        assert 200 <= status <= 999 and isinstance(body, bytes)
+        assert all(name and b":" not in name for name, _ in headers)
+        if not eof:  # once whole, later bytes change nothing
+            assert parse_reply(data + more, eof=False) == reply
+            assert parse_reply(data + more, eof=True) == reply
+
+
+# --- Malformed replies ------------------------------------------------------------------------
+
+OK = b"HTTP/1.1 200 OK\r\n"
+CHUNKED = OK + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "eof", "message"),
+    [
+        (b"FOO\r\n\r\n", False, r"not an HTTP/1\.1 status line: b'FOO'"),
+        (b"HTTP/2 200\r\n\r\n", False, r"not an HTTP/1\.1 status line: b'HTTP/2 200'"),
+        (b"HTTP/1.1 20 OK\r\n\r\n", False, r"not an HTTP/1\.1 status line: b'HTTP/1\.1 20 OK'"),
+        (b"HTTP/1.1 200OK\r\n\r\n", False, r"not an HTTP/1\.1 status line"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nFOO\r\n\r\n", False, r"not an HTTP/1\.1 status line"),
+        (OK + b"NoColon\r\n\r\n", False, r"not a header line: b'NoColon'"),
+        (OK + b"X-A : 1\r\n\r\n", False, r"not a header line: b'X-A : 1'"),
+        (OK + b": empty name\r\n\r\n", False, r"not a header line"),
+        (OK + b"X A: 1\r\n\r\n", False, r"not a header line: b'X A: 1'"),
+        (OK + b"X-A\x0c: 1\r\n\r\n", False, r"not a header line"),
+        (OK + b"X-A: 1\r\n folded\r\n\r\n", False, r"not a header line: b' folded'"),
+        (OK + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", False, "bad Content-Length"),
+        (OK + b"Content-Length: abc\r\n\r\n", False, r"bad Content-Length: \[b'abc'\]"),
+        (OK + b"Content-Length: -1\r\n\r\n", False, "bad Content-Length"),
+        (OK + b"Content-Length: 1 2\r\n\r\n", False, "bad Content-Length"),
+        (OK + b"Content-Le", True, "closed before the reply's headers ended"),
+        (b"", True, "closed before the reply's headers ended"),
+        (OK + b"Content-Length: 5\r\n\r\nabc", True, "closed before the reply's body ended"),
+        (CHUNKED + b"zz\r\n", False, r"bad chunk size line: b'zz'"),
+        (CHUNKED + b"\r\n", False, r"bad chunk size line: b''"),
+        (CHUNKED + b"-1\r\n", False, "bad chunk size line"),
+        (CHUNKED + b"123456789\r\nx", False, "bad chunk size line"),  # over 8 hex digits
+        (CHUNKED + b"5", True, "bad or cut-short chunk size line"),
+        (CHUNKED + b"5;" + b"x" * 1100, False, "bad or cut-short chunk size line"),
+        (CHUNKED + b"3\r\nabcX\r\n", False, "a chunk does not end with CRLF"),
+        (CHUNKED + b"3\r\nabc\n\r\n", False, "a chunk does not end with CRLF"),
+        (CHUNKED + b"5\r\nab", True, "the connection closed inside a chunk"),
+        (CHUNKED + b"2\r\nab\r\n", True, "bad or cut-short chunk size line"),
+        (OK + b"Transfer-Encoding: gzip\r\n\r\nabc", True, "does not end with chunked"),
+        (OK + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", False, "not end with chunked"),
+        (OK + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", False, "chunked"),
+    ],
+)
+def test_malformed_replies(data: bytes, eof: bool, message: str) -> None:
+    with pytest.raises(ReplyParseError, match=message):
+        parse_reply(data, eof=eof)
+
+
+def test_the_last_transfer_coding_decides() -> None:
+    data = (
+        OK + b"Transfer-Encoding: gzip, Chunked\r\nContent-Length: 99\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+    )
+    status, _, body = parse_reply(data, eof=False) or (0, [], b"")
+    assert (status, body) == (200, b"ab")  # chunked wins over Content-Length
+
+
+def test_a_reply_over_max_reply_size() -> None:
+    head = OK + f"Content-Length: {2 * MAX_REPLY_SIZE}\r\n\r\n".encode()
+    at_the_limit = head + b"x" * (MAX_REPLY_SIZE - len(head))
+    assert parse_reply(at_the_limit, eof=False) is None
+    with pytest.raises(ReplyParseError, match=f"the reply is over {MAX_REPLY_SIZE} bytes"):
+        parse_reply(at_the_limit + b"x", eof=False)
+    with pytest.raises(ReplyParseError, match="over"):
+        parse_reply(b"x" * (MAX_REPLY_SIZE + 1), eof=True)
+
+
+def test_a_content_length_too_long_for_int() -> None:
+    with pytest.raises(ReplyParseError, match="Content-Length"):
+        parse_reply(OK + b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n", eof=False)
+
+
+# --- A local server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What the server does on one connection, once it read the request."""
+
+    #: The reply: bytes, pieces written a moment apart, or made from the request's bytes.
+    data: bytes | list[bytes] | Callable[[bytes], bytes] = b""
+    #: False: keep the connection open until the client closes it.
+    close: bool = True
+
+
+@dataclass
+class Server:
+    replies: list[Reply]
+    port: int = 0
+    connections: int = 0
+    finished: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        reply = self.replies[min(self.connections, len(self.replies) - 1)]
+        self.connections += 1
+        raw = b""
+        try:
+            raw = await read_request(reader)
+            data = reply.data(raw) if callable(reply.data) else reply.data
+            if raw:
+                for n, piece in enumerate(data if isinstance(data, list) else [data]):
+                    if n:
+                        await asyncio.sleep(0.005)
+                    writer.write(piece)
+                    await writer.drain()
+            if not reply.close:
+                await reader.read()  # until the client closes
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self.finished.put_nowait(raw)
+
+    async def requests(self, count: int) -> list[bytes]:
+        """The bytes of the first ``count`` connections, once each has finished."""
+        async with asyncio.timeout(2):
+            return [await self.finished.get() for _ in range(count)]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request's bytes (its head and Content-Length body), or what came before EOF."""
+    data = b""
+    while True:
+        head, blank, rest = data.partition(b"\r\n\r\n")
+        if blank:
+            length = re.search(rb"(?im)^content-length:[ \t]*([0-9]+)", head)
+            if len(rest) >= (int(length[1]) if length else 0):
+                return data
+        chunk = await reader.read(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@contextlib.asynccontextmanager
+async def serve(*replies: Reply) -> AsyncIterator[Server]:
+    server = Server(list(replies))
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    server.port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server
+    finally:
+        listener.close()
+        await listener.wait_closed()
+        pending: set[asyncio.Task[Any]] = set()
+        if server.tasks:  # let each connection finish: the client has closed its end
+            _, pending = await asyncio.wait(server.tasks, timeout=2)
+        for task in pending:
+            task.cancel()
+    assert not pending, "a connection was still open"
+
+
+def parse_request(raw: bytes) -> tuple[h11.Request, bytes]:
+    """The one request in ``raw``, read by h11 as a server would."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(raw)
+    request = conn.next_event()
+    assert isinstance(request, h11.Request)
+    body = b""
+    while isinstance(event := conn.next_event(), h11.Data):
+        body += event.data
+    assert isinstance(event, h11.EndOfMessage)
+    assert conn.trailing_data == (b"", False)  # nothing after it
+    return request, body
+
+
+def http_reply(status: int, body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{header}\r\n" for header in headers)
+    return f"HTTP/1.1 {status} X\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+TIMEOUT = httpx.Timeout(2)
+
+# --- post ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [("/publish/?x=1&y=a%20b", b"/publish/?x=1&y=a%20b"), ("", b"/"), ("?x=1", b"/?x=1")],
+)
+async def test_post_sends_one_request_and_returns_the_reply(path: str, target: bytes) -> None:
+    reply = http_reply(202, b"Published\n", "Content-Type: text/plain", "X-Reply:  yes ")
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer t0k"}
+    async with serve(Reply(reply)) as server:
+        url = f"http://user:pw@127.0.0.1:{server.port}{path}"
+        response = await post(url, headers, b'{"items":[]}', TIMEOUT)
+        [raw] = await server.requests(1)
+    assert server.connections == 1
+    request, body = parse_request(raw)
+    assert (request.method, request.target, request.http_version) == (b"POST", target, b"1.1")
+    assert sorted(request.headers) == sorted(
+        [
+            (b"host", f"127.0.0.1:{server.port}".encode()),
+            (b"content-length", b"12"),
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Bearer t0k"),
+            (b"connection", b"close"),
+        ]
+    )
+    assert body == b'{"items":[]}'
+    assert response.status_code == 202
+    assert response.http_version == "HTTP/1.1"
+    assert response.headers["content-type"] == "text/plain"
+    assert response.headers["x-reply"] == "yes"
+    assert response.text == "Published\n"
+
+
+@pytest.mark.anyio
+async def test_post_reads_a_chunked_reply_arriving_in_pieces() -> None:
+    pieces = [
+        OK + b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+        b"\r\n5\r\nPubl",
+        b"i\r\n5;ext=1\r\nshed\n\r\n0",
+        b"\r\nX-Trailer: t\r\n\r\n",
+    ]
+    async with serve(Reply(pieces)) as server:
+        response = await post(server.url, {}, b"", TIMEOUT)
+    assert response.status_code == 200
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.text == "Published\n"
+
+
+@pytest.mark.anyio
+async def test_post_reads_a_reply_ended_by_the_close() -> None:
+    async with serve(Reply([OK + b"\r\nPubli", b"shed\n"])) as server:
+        response = await post(server.url, {}, b"", TIMEOUT)
+    assert (response.status_code, response.text) == (200, "Published\n")
+
+
+@pytest.mark.anyio
+async def test_post_returns_once_the_reply_is_whole_though_the_server_keeps_it_open() -> None:
+    async with serve(Reply(http_reply(200, b"Published\n"), close=False)) as server:
+        started = time.monotonic()
+        response = await post(server.url, {}, b"x", httpx.Timeout(5, read=2))
+        elapsed = time.monotonic() - started
+        [raw] = await server.requests(1)  # the client closed its end
+    assert (response.status_code, response.text) == (200, "Published\n")
+    assert elapsed < 1
+    assert parse_request(raw)[1] == b"x"
+
+
+@pytest.mark.anyio
+async def test_post_to_a_closed_port_is_a_connect_error() -> None:
+    url = f"http://127.0.0.1:{refused_port()}/publish/"
+    with pytest.raises(httpx.ConnectError) as info:
+        await post(url, {}, b"", TIMEOUT)
+    assert str(info.value)
+    assert (info.value.request.method, str(info.value.request.url)) == ("POST", url)
+
+
+@pytest.mark.anyio
+async def test_post_to_a_silent_server_is_a_read_timeout() -> None:
+    async with serve(Reply(b"", close=False)) as server:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout, match="timed out reading the reply"):
+            await post(server.url, {}, b"x", httpx.Timeout(5, read=0.2))
+        elapsed = time.monotonic() - started
+        [raw] = await server.requests(1)
+    assert 0.2 <= elapsed < 1.5
+    assert parse_request(raw)[1] == b"x"  # the request went out whole
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(b"garbage\r\n\r\n"), r"not an HTTP/1\.1 status line: b'garbage'"),
+        (Reply(b"SSH-2.0-OpenSSH_9.6\r\n"), "closed before the reply's headers ended"),
+        (Reply(CHUNKED + b"zz\r\n", close=False), "bad chunk size line"),
+        (Reply(OK + b"Content-Length: 10\r\n\r\nPubl"), "closed before the reply's body ended"),
+        (Reply(CHUNKED + b"a\r\nPubl"), "closed inside a chunk"),
+        (Reply(CHUNKED + b"4\r\nPubl\r\n"), "cut-short chunk size line"),
+        (
+            Reply(
+                OK + b"Content-Length: 2000000\r\n\r\n" + b"x" * MAX_REPLY_SIZE,
+                close=False,
+            ),
+            f"over {MAX_REPLY_SIZE} bytes",
+        ),
+    ],
+)
+async def test_post_turns_a_bad_reply_into_a_remote_protocol_error(
+    reply: Reply, message: str
+) -> None:
+    async with serve(reply) as server:
+        with pytest.raises(httpx.RemoteProtocolError, match=message) as info:
+            await post(server.url + "/publish/", {}, b"", TIMEOUT)
+        await server.requests(1)
+    assert isinstance(info.value.__cause__, ReplyParseError)
+    assert str(info.value.request.url) == server.url + "/publish/"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
+async def test_a_line_break_in_a_header_value_sends_nothing(line_break: str) -> None:
+    async with serve(Reply(http_reply(200, b""))) as server:
+        with pytest.raises(httpx.LocalProtocolError, match="X-Bad header contains a line break"):
+            await post(server.url, {"X-Bad": f"a{line_break}Injected: 1"}, b"body", TIMEOUT)
+        assert await server.requests(1) == [b""]
+
+
+class FakeWriter:
+    """Stands in for the connection's StreamWriter."""
+
+    def __init__(self, drain: Callable[[], Any]) -> None:
+        self.drain = drain
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+async def refuse() -> None:
+    raise ConnectionRefusedError(111, "Connect call failed")
+
+
+async def broken_pipe() -> None:
+    raise BrokenPipeError(32, "Broken pipe")
+
+
+async def nothing() -> None:
+    pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("connect", "drain", "read", "error", "message"),
+    [
+        (refuse, nothing, nothing, httpx.ConnectError, "Connect call failed"),
+        (hang, nothing, nothing, httpx.ConnectTimeout, "timed out connecting"),
+        (nothing, broken_pipe, nothing, httpx.WriteError, "Broken pipe"),
+        (nothing, hang, nothing, httpx.WriteTimeout, "timed out sending the request"),
+        (nothing, nothing, hang, httpx.ReadTimeout, "timed out reading the reply"),
+        (nothing, nothing, broken_pipe, httpx.ReadError, "Broken pipe"),
+    ],
+)
+async def test_each_phase_raises_its_httpx_error(
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Callable[[], Any],
+    drain: Callable[[], Any],
+    read: Callable[[], Any],
+    error: type[httpx.RequestError],
+    message: str,
+) -> None:
+    writer = FakeWriter(drain)
+
+    class Reader:
+        async def read(self, size: int) -> bytes:
+            await read()
+            return http_reply(200, b"")
+
+    async def open_connection(host: str, port: int) -> tuple[Reader, FakeWriter]:
+        assert (host, port) == ("pushpin.test", 80)
+        await connect()
+        return Reader(), writer
+
+    monkeypatch.setattr(asyncio, "open_connection", open_connection)
+    with pytest.raises(error, match=message):
+        await post("http://pushpin.test/publish/", {}, b"", httpx.Timeout(0.05))
+    assert writer.closed is (connect is nothing)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@pytest.mark.parametrize("path", ["/a b", "/\u20ac"])
+async def test_the_request_target_is_encoded_as_httpx_does(path: str) -> None:
+    async with serve(Reply(http_reply(200, b"Published\n"))) as server:
+        async with Publisher(server.url + path) as publisher:
+            await publisher.publish_websocket("c", "hi")
+        [raw] = await server.requests(1)
+    expected = httpx.URL(server.url + path + "/publish/").raw_path  # what httpx sends
+    assert raw.startswith(b"POST " + expected + b" HTTP/1.1\r\n")
+
+
+# --- The Publisher on this path ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_publisher_retries_a_500_for_an_item_with_an_id() -> None:
+    replies = Reply(http_reply(500, b"busy")), Reply(http_reply(200, b"Published\n"))
+    async with serve(*replies) as server:
+        async with Publisher(server.url, backoff=0) as publisher:
+            assert publisher._direct_http
+            await publisher.publish_websocket("c", "hi", id="1")
+        raws = await server.requests(2)
+    assert publisher._client is None  # no httpx client was made
+    requests = [parse_request(raw) for raw in raws]
+    assert [request.target for request, _ in requests] == [b"/publish/", b"/publish/"]
+    assert requests[0][1] == requests[1][1]
+    assert b'"id":"1"' in requests[0][1]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_publisher_does_not_retry_a_500_without_an_id() -> None:
+    async with serve(Reply(http_reply(500, b"proxy error: busy"))) as server:
+        with pytest.raises(PublishError) as info:
+            async with Publisher(server.url, backoff=0) as publisher:
+                await publisher.publish_websocket("c", "hi")
+        await server.requests(1)
+    assert server.connections == 1
+    assert info.value.status == 500
+    assert info.value.body == "proxy error: busy"
+    assert str(info.value) == f"{server.url} answered 500: proxy error: busy"
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_publisher_to_a_closed_port() -> None:
+    port = refused_port()
+    publisher = Publisher(f"http://user:s3cret@127.0.0.1:{port}/", retries=1, backoff=0)
+    with pytest.raises(PublishConnectionError) as info:
+        await publisher.publish_websocket("c", "hi")
+    await publisher.aclose()
+    proxy = f"http://127.0.0.1:{port}"
+    assert info.value.proxy == proxy
+    assert str(info.value).startswith(f"could not reach {proxy}: ")
+    assert str(info.value).endswith("(after 2 attempts)")
+    assert "s3cret" not in str(info.value)
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_publisher_to_a_silent_server_times_out() -> None:
+    async with serve(Reply(b"", close=False)) as server:
+        publisher = Publisher(server.url, timeout=httpx.Timeout(5, read=0.2), retries=0)
+        with pytest.raises(PublishTimeoutError, match=r"did not answer in time \(ReadTimeout\)"):
+            await publisher.publish_websocket("c", "hi")
+        await publisher.aclose()
+        await server.requests(1)
+
+
+@pytest.mark.usefixtures("no_env_proxy")
+def test_direct_http_only_without_a_client_or_an_env_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Publisher("http://pushpin.test:5561")._direct_http is True
+    client = httpx.AsyncClient()
+    assert Publisher("http://pushpin.test:5561", client=client)._direct_http is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")  # http:// goes direct anyway
+    assert Publisher("http://pushpin.test:5561")._direct_http is True
+
+
+@pytest.mark.usefixtures("no_env_proxy")
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])
+def test_an_env_proxy_turns_direct_http_off(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "http://127.0.0.1:3128")
+    assert Publisher("http://pushpin.test:5561")._direct_http is False
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_a_given_client_gets_the_publish() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text="Published\n")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    url = f"http://127.0.0.1:{refused_port()}"  # nothing listens: a direct post would fail
+    async with Publisher(url, client=client) as publisher:
+        await publisher.publish_websocket("c", "hi")
+    await client.aclose()
+    [request] = seen
+    assert str(request.url) == url + "/publish/"
+    assert (
+        request.content == b'{"items":[{"channel":"c","formats":{"ws-message":{"content":"hi"}}}]}'
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_an_env_http_proxy_gets_the_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with serve(Reply(http_reply(200, b"Published\n"))) as forward_proxy:
+        monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+        async with Publisher("http://pushpin.invalid:5561") as publisher:
+            await publisher.publish_websocket("c", "hi")
+        [raw] = await forward_proxy.requests(1)
+    request, body = parse_request(raw)
+    assert request.target == b"http://pushpin.invalid:5561/publish/"  # absolute-form: proxied
+    assert b'"content":"hi"' in body
+
+
+def echo_authorization(raw: bytes) -> bytes:
+    request, _ = parse_request(raw)
+    auth = dict(request.headers)[b"authorization"]
+    return http_reply(400, b"bad credentials: " + auth)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@pytest.mark.parametrize(
+    "grip", ["{url}/?key=tok-ssssssssssss", "{url}/?iss=realm&key={key}", "http://u:pass-w0rd@{hp}"]
+)
+async def test_secrets_stay_out_of_errors_on_the_direct_path(grip: str) -> None:
+    async with serve(Reply(echo_authorization)) as server:
+        grip = grip.format(url=server.url, hp=server.url[7:], key="k" * 32)
+        with pytest.raises(PublishError) as info:
+            async with Publisher(grip) as publisher:
+                await publisher.publish_websocket("c", "hi")
+        [raw] = await server.requests(1)
+    credentials = dict(parse_request(raw)[0].headers)[b"authorization"].decode()
+    secrets = [credentials.partition(" ")[2], "tok-ssssssssssss", "k" * 32, "pass-w0rd"]
+    assert info.value.status == 400
+    assert info.value.body.startswith("bad credentials: ")
+    assert "***" in info.value.body and "***" in str(info.value)
+    for secret in secrets:
+        assert secret not in str(info.value)
+        assert secret not in info.value.body

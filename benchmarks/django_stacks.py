@@ -12,7 +12,7 @@ import contextlib
 import io
 import statistics
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,13 @@ def _environ(request: DjangoRequest) -> dict[str, Any]:
     return environ
 
 
-def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+def _start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+) -> Callable[[bytes], object]:
+    return _discard_write
+
+
+def _discard_write(data: bytes) -> None:
     pass
 
 

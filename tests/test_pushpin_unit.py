@@ -64,6 +64,17 @@ def test_upstream_key_is_random_unless_given() -> None:
     assert upstream_key(Pushpin(upstream_key="")) == '""'
 
 
+@pytest.mark.parametrize(("message_rate", "written"), [(2500, "2500"), (10, "10"), (None, "-1")])
+def test_message_rate_is_stock_unless_given(message_rate: int | None, written: str) -> None:
+    # Pushpin reads -1 as "no limit"; its stock config says 2500.
+    default = message_rate == 2500
+    pushpin = Pushpin() if default else Pushpin(message_rate=message_rate)
+    lines = pushpin._render_config("/r").splitlines()
+    assert [line for line in lines if line.startswith("message_rate=")] == [
+        f"message_rate={written}"
+    ]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -151,6 +162,7 @@ def test_zero_ports_pick_distinct_free_ports() -> None:
         ({"http_port": 70000}, "out of range"),
         ({"control_port": -1}, "out of range"),
         ({"log_level": -1}, "log_level"),
+        ({"message_rate": 0}, "message_rate"),
         ({"run_dir": "/tmp/" + "d" * 80}, "too long"),
     ],
 )

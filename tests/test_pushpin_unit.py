@@ -284,14 +284,30 @@ def test_free_ports_are_distinct_and_below_the_ephemeral_range() -> None:
     assert all(grip_asgi.pushpin._PORTS_FROM <= port < low for port in ports)
 
 
+def _two_adjacent_ports() -> tuple[socket.socket, socket.socket]:
+    """Two bound sockets on ports P and P + 1 (a busy machine may hold P + 1: try again)."""
+    while True:
+        first = socket.socket()
+        first.bind(("127.0.0.1", 0))
+        second = socket.socket()
+        try:
+            second.bind(("127.0.0.1", first.getsockname()[1] + 1))
+        except OSError:
+            first.close()
+            second.close()
+            continue
+        return first, second
+
+
 def test_free_ports_skip_a_port_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        port = taken.getsockname()[1]
+    taken, reserved = _two_adjacent_ports()
+    port = taken.getsockname()[1]
+    with taken:
         # Only two candidates, the first of them taken.
         monkeypatch.setattr(grip_asgi.pushpin, "_PORTS_FROM", port)
         monkeypatch.setattr(grip_asgi.pushpin, "_ephemeral_range", lambda: (port + 2, 60999))
         monkeypatch.setattr(random, "shuffle", lambda ports: None)
+        reserved.close()  # free P + 1 just before the pick
         assert grip_asgi.pushpin._free_ports(1) == [port + 1]
 
 

@@ -146,22 +146,23 @@ def _read_head(request: HttpRequest) -> RequestHead:
     length = meta.get("CONTENT_LENGTH")
     last = meta.get("HTTP_GRIP_LAST")
     feature = meta.get("HTTP_GRIP_FEATURE")
-    head = RequestHead(
+    head = RequestHead(  # positionally, as the ASGI adapter does (see RequestHead)
         request.method or "",
         # Servers join repeated headers with commas, and a JWT never contains one.
-        grip_sig=meta["HTTP_GRIP_SIG"].split(","),
-        content_type=meta.get("CONTENT_TYPE"),
-        connection_id=_utf8(meta.get("HTTP_CONNECTION_ID")),
-        content_length=int(length) if length and length.isdigit() else None,
-        grip_last=() if last is None else (_utf8(last),),
-        grip_feature=() if feature is None else (_utf8(feature),),
+        meta["HTTP_GRIP_SIG"].split(","),
+        meta.get("CONTENT_TYPE"),
+        _utf8(meta.get("HTTP_CONNECTION_ID")),
+        int(length) if length and length.isdigit() else None,
+        {},  # Meta-*: read below, where it matters
+        () if last is None else (_utf8(last),),
+        () if feature is None else (_utf8(feature),),
     )
     if head.is_websocket_events:
         # Meta-User-Name arrives as HTTP_META_USER_NAME.
         head.meta = {
             name[10:].lower().replace("_", "-"): _utf8(value)
             for name, value in meta.items()
-            if name.startswith("HTTP_META_")
+            if name[:10] == "HTTP_META_"
         }
     return head
 
@@ -172,8 +173,8 @@ def _utf8(value: str) -> str: ...
 def _utf8(value: None) -> None: ...
 def _utf8(value: str | None) -> str | None:
     """A header value as Pushpin sent it: servers give us its bytes as latin-1 text."""
-    if value is None:
-        return None
+    if value is None or value.isascii():  # isascii() is a flag check: most values are
+        return value
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
@@ -223,8 +224,7 @@ def _replace_with_websocket_reply(ws: WebSocketContext, response: HttpResponseBa
     else:
         raise TypeError(f"cannot put a WebSocket-over-HTTP reply in a {type(response).__name__}")
     _set_status(response, status)
-    del response["Content-Type"]
-    for name, value in ws_headers:
+    for name, value in ws_headers:  # Content-Type among them
         response[name] = _header_value(value)
     response["Content-Length"] = str(len(body))
 

@@ -10,6 +10,7 @@ import asyncio
 import math
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -59,6 +60,27 @@ def test_asgi_requests_get_the_expected_replies(
     asgi.asgi_batch(loop, asgi.ours_app(), [request])(3)
     if name != "echo":  # the bare app has no GRIP to echo with
         asgi.asgi_batch(loop, asgi.bare_app(), [request])(3)
+
+
+@pytest.mark.parametrize(("name", "signed"), [("plain", None), ("signed", True)])
+def test_the_floor_layer_answers_as_the_bare_app_and_sees_the_token(
+    loop: asyncio.AbstractEventLoop, name: str, signed: bool | None
+) -> None:
+    token = asgi.grip_token()
+    request = asgi.requests(token)[name]
+    seen: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["grip"])
+        await asgi.bare_app()(scope, receive, send)
+
+    floor = asgi.FloorMiddleware(app, token)
+    reply = loop.run_until_complete(asgi.call(floor, request))
+    assert reply == loop.run_until_complete(asgi.call(asgi.bare_app(), request))
+    assert seen == [None if signed is None else (signed, [])]
+    wrong_key = asgi.FloorMiddleware(app, "another token")
+    loop.run_until_complete(asgi.call(wrong_key, request))
+    assert seen[-1] == (None if signed is None else (False, []))
 
 
 def test_django_stacks_answer_under_wsgi_and_asgi(loop: asyncio.AbstractEventLoop) -> None:

@@ -911,8 +911,9 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         queue_size: capacity of the :meth:`publish_nowait` queue.
         on_error: called with the error and the items whenever a queued publish fails.
         max_in_flight: most publish requests under way at once; more wait their turn. Without
-            a bound, a burst of publishes would wait in httpx's connection pool, where a long
-            queue is slow to serve and times out (``PoolTimeout``) instead of publishing.
+            a bound, a burst of publishes would open as many connections at once, or on httpx
+            wait in its pool, where a long queue is slow to serve and times out
+            (``PoolTimeout``) instead of publishing.
     """
 
     _client_type = httpx.AsyncClient

@@ -163,6 +163,7 @@ def test_zero_ports_pick_distinct_free_ports() -> None:
         ({"control_port": -1}, "out of range"),
         ({"log_level": -1}, "log_level"),
         ({"message_rate": 0}, "message_rate"),
+        ({"max_connections": 0}, "max_connections"),
         ({"run_dir": "/tmp/" + "d" * 80}, "too long"),
     ],
 )

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from grip_asgi import Item, Publisher, WebSocketMessageFormat
+from grip_asgi import Item, Publisher, SyncPublisher, WebSocketMessageFormat
 
 from ._harness import Batch, Result, Settings, interleave
 
@@ -20,6 +20,7 @@ __all__ = (
     "CONCURRENCY",
     "MANY",
     "ours_batches",
+    "ours_blocking",
     "ours_concurrent",
     "ours_nowait",
     "ours_sequential",
@@ -79,6 +80,16 @@ def ours_batches(loop: asyncio.AbstractEventLoop, publisher: Publisher) -> Batch
     return _on_loop(loop, run)
 
 
+def ours_blocking(publisher: SyncPublisher) -> Batch:
+    """``SyncPublisher``, one item at a time: what a sync view or a script does."""
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            publisher.publish_websocket(CHANNEL, PAYLOAD)
+
+    return run
+
+
 def ours_nowait(loop: asyncio.AbstractEventLoop, publisher: Publisher) -> Batch:
     """``publish_nowait`` for every item, then ``flush``; a full queue is flushed first."""
 
@@ -133,6 +144,7 @@ def run(settings: Settings) -> list[Result]:
     # Publishing needs no backend; Pushpin's readiness probe does not use one either.
     with Pushpin("127.0.0.1:9") as pushpin:
         publisher = Publisher(pushpin.control_url)
+        sync_publisher = SyncPublisher(pushpin.control_url)
         blocking, non_blocking, anchor = _anchor(pushpin.control_url)
         try:
             times = interleave(
@@ -140,6 +152,7 @@ def run(settings: Settings) -> list[Result]:
                     "blocking": blocking,
                     "non-blocking": non_blocking,
                     "sequential": ours_sequential(loop, publisher),
+                    "sync": ours_blocking(sync_publisher),
                     "concurrent": ours_concurrent(loop, publisher),
                     "batches": ours_batches(loop, publisher),
                     "nowait": ours_nowait(loop, publisher),
@@ -148,6 +161,7 @@ def run(settings: Settings) -> list[Result]:
             )
         finally:
             anchor.close()
+            sync_publisher.close()
             loop.run_until_complete(publisher.aclose())
             loop.close()
     rate = {name: 1e9 / statistics.median(values) for name, values in times.items()}
@@ -155,6 +169,7 @@ def run(settings: Settings) -> list[Result]:
     gc_non_blocking = "gripcontrol non-blocking"
     return [
         _row("one item at a time", rate["sequential"], rate["blocking"], gc_blocking, None),
+        _row("SyncPublisher, one at a time", rate["sync"], rate["blocking"], gc_blocking, None),
         _row(
             f"single items, {CONCURRENCY} in flight",
             rate["concurrent"],

@@ -700,6 +700,9 @@ class _BasePublisher(Generic[_C, _R]):
         self._max_body_size = max_body_size
         self._closed = False
         self._lock = threading.Lock()
+        # Plain-http proxies get a connection of their own per publish (see _transport),
+        # unless a client was given or the environment routes http through a proxy.
+        self._direct_http = client is None and not _env_http_proxy()
 
     def _new_client(self) -> _C:
         raise NotImplementedError
@@ -946,9 +949,6 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        # Plain-http proxies get a connection of their own per publish (see _transport),
-        # unless a client was given or the environment routes http through a proxy.
-        self._direct_http = client is None and not _env_http_proxy()
         self._queue_size = queue_size
         self._on_error = on_error
         self._queue: asyncio.Queue[tuple[str, Item]] | None = None
@@ -1097,7 +1097,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
 
 
 class SyncPublisher(_BasePublisher[httpx.Client, None]):
-    """The blocking twin of :class:`Publisher` (``httpx.Client``), for sync code and threads.
+    """The blocking twin of :class:`Publisher`, for sync code and threads.
 
     .. code-block:: python
 
@@ -1106,7 +1106,9 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
 
     The API is :class:`Publisher`'s without ``await`` and without the queue: it takes the same
     arguments except ``queue_size`` and ``on_error``, and ``client`` is an ``httpx.Client``.
-    Several proxies are published to one after the other.
+    Several proxies are published to one after the other. It connects as :class:`Publisher`
+    does: a plain ``http://`` proxy gets a short socket of its own per request, and the rest
+    goes through ``httpx.Client``.
     """
 
     _client_type = httpx.Client
@@ -1119,25 +1121,28 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
         plan = self._plan(items)
         if not plan[0]:
             return
-        client = self._get_client()
-        self._raise_failures([self._send(client, requests) for requests in plan])
+        self._raise_failures([self._send(requests) for requests in plan])
 
-    def _send(self, client: httpx.Client, requests: list[PublishRequest]) -> PublishError | None:
+    def _send(self, requests: list[PublishRequest]) -> PublishError | None:
         flow = publish_flow(requests, self._retry)
         try:
             request, delay = next(flow)
             while True:
                 if delay:
                     time.sleep(delay)
-                request, delay = flow.send(self._attempt(client, request))
+                request, delay = flow.send(self._attempt(request))
         except StopIteration:
             return None
         except PublishError as exc:
             return exc
 
-    def _attempt(self, client: httpx.Client, request: PublishRequest) -> Outcome:
+    def _attempt(self, request: PublishRequest) -> Outcome:
         try:
-            return client.post(
+            if self._direct_http and request.url.startswith("http://"):
+                return _transport.post_blocking(
+                    request.url, request.headers, request.body, self._timeout
+                )
+            return self._get_client().post(
                 request.url, content=request.body, headers=request.headers, timeout=self._timeout
             )
         except httpx.RequestError as exc:

@@ -7,6 +7,7 @@ written by hand on a new asyncio connection, and the reply is read with a small 
 parser: a third of the CPU, so publishing keeps up with the proxy. Errors are httpx's own
 exceptions and the reply an ``httpx.Response``, so retries and errors work as on httpx.
 ``https`` (Fastly Fanout) and a client you pass to the Publisher go through httpx.
+:func:`post_blocking` does the same on a plain socket for the SyncPublisher.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import socket
 from collections.abc import Mapping
 from typing import NamedTuple
 
 import httpx
 
-__all__ = ("MAX_REPLY_SIZE", "ReplyParseError", "parse_reply", "post")
+__all__ = ("MAX_REPLY_SIZE", "ReplyParseError", "parse_reply", "post", "post_blocking")
 
 #: A publish reply is a short text; a longer one is a misbehaving server.
 MAX_REPLY_SIZE = 1_048_576
@@ -56,14 +58,41 @@ async def post(
             await writer.drain()
         phase = "read"
         async with asyncio.timeout(timeout.read):
-            status, reply_headers, reply_body = await _read_reply(reader)
+            reply = await _read_reply(reader)
     except (OSError, ReplyParseError) as exc:  # TimeoutError is an OSError
         raise _httpx_error(phase, exc, url) from exc
     finally:
         if writer is not None:
             writer.close()
+    return _response(*reply)
+
+
+def post_blocking(
+    url: str, headers: Mapping[str, str], body: bytes, timeout: httpx.Timeout
+) -> httpx.Response:
+    """The blocking twin of :func:`post`, on a socket; ``timeout.read`` bounds each read."""
+    target = _target(url)
+    phase = "connect"
+    sock = None
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=timeout.connect)
+        phase = "write"
+        sock.settimeout(timeout.write)
+        sock.sendall(_request_bytes(target, headers, body))
+        phase = "read"
+        sock.settimeout(timeout.read)
+        reply = _read_reply_blocking(sock)
+    except (OSError, ReplyParseError) as exc:  # socket.timeout is TimeoutError, an OSError
+        raise _httpx_error(phase, exc, url) from exc
+    finally:
+        if sock is not None:
+            sock.close()
+    return _response(*reply)
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> httpx.Response:
     return httpx.Response(
-        status, headers=reply_headers, content=reply_body, extensions={"http_version": b"HTTP/1.1"}
+        status, headers=headers, content=body, extensions={"http_version": b"HTTP/1.1"}
     )
 
 
@@ -114,6 +143,16 @@ def _request_bytes(target: _Target, headers: Mapping[str, str], body: bytes) -> 
         lines.append(f"{name}: {value}")
     lines.append("Connection: close\r\n\r\n")
     return "\r\n".join(lines).encode("latin-1") + body
+
+
+def _read_reply_blocking(sock: socket.socket) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    data = b""
+    while True:
+        chunk = sock.recv(_READ_SIZE)
+        data += chunk
+        reply = parse_reply(data, eof=not chunk)
+        if reply is not None:
+            return reply
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks import asgi, codec, django_stacks, e2e, publish
 from benchmarks._harness import Result, Settings, interleave, median_difference, render_table
-from grip_asgi import Publisher
+from grip_asgi import Publisher, SyncPublisher
 
 TINY = Settings(rounds=2, batch_seconds=0.001)
 
@@ -121,7 +121,11 @@ def test_publish_batches_run(loop: asyncio.AbstractEventLoop) -> None:
         batch(3)
     loop.run_until_complete(publisher.aclose())
     loop.run_until_complete(client.aclose())
-    assert sum(items) == 3 + 3 + publish.MANY + 3
+    with SyncPublisher(
+        "http://127.0.0.1:5561", client=httpx.Client(transport=httpx.MockTransport(handler))
+    ) as sync_publisher:
+        publish.ours_blocking(sync_publisher)(3)
+    assert sum(items) == 3 + 3 + publish.MANY + 3 + 3
 
 
 def test_e2e_helpers() -> None:

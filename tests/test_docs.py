@@ -256,12 +256,17 @@ def base_context(
             SyncPublisher, "_new_client", lambda self: httpx.Client(transport=transport)
         )
         fake_client = httpx.AsyncClient(transport=transport)
+        fake_sync_client = httpx.Client(transport=transport)
 
         async def post(url: str, headers: Any, body: bytes, timeout: httpx.Timeout) -> Any:
             return await fake_client.post(url, content=body, headers=headers)
 
+        def post_blocking(url: str, headers: Any, body: bytes, timeout: httpx.Timeout) -> Any:
+            return fake_sync_client.post(url, content=body, headers=headers)
+
         # Publishers without a client post to http:// proxies on their own connections.
         monkeypatch.setattr(grip_asgi._transport, "post", post)
+        monkeypatch.setattr(grip_asgi._transport, "post_blocking", post_blocking)
     modules = dict(sys.modules)
     try:
         yield

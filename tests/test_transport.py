@@ -13,7 +13,7 @@ import re
 import socket
 import string
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grip_asgi import PublishConnectionError, Publisher, PublishError, PublishTimeoutError
-from grip_asgi._transport import MAX_REPLY_SIZE, ReplyParseError, parse_reply, post
+from grip_asgi import (
+    PublishConnectionError,
+    Publisher,
+    PublishError,
+    PublishTimeoutError,
+    SyncPublisher,
+)
+from grip_asgi._transport import (
+    MAX_REPLY_SIZE,
+    ReplyParseError,
+    parse_reply,
+    post,
+    post_blocking,
+)
 
 Parsed = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -447,7 +459,23 @@ def refused_port() -> int:
 
 TIMEOUT = httpx.Timeout(2)
 
-# --- post ---------------------------------------------------------------------------------------
+# --- post and post_blocking ------------------------------------------------------------------
+
+SendPost = Callable[[str, dict[str, str], bytes, httpx.Timeout], Awaitable[httpx.Response]]
+
+
+@pytest.fixture(params=["post", "post_blocking"])
+def send_post(request: pytest.FixtureRequest) -> SendPost:
+    """Each server test runs with the asyncio post and, in a thread, its blocking twin."""
+    if request.param == "post":
+        return post
+
+    async def blocking(
+        url: str, headers: dict[str, str], body: bytes, timeout: httpx.Timeout
+    ) -> httpx.Response:
+        return await asyncio.to_thread(post_blocking, url, headers, body, timeout)
+
+    return blocking
 
 
 @pytest.mark.anyio
@@ -455,12 +483,14 @@ TIMEOUT = httpx.Timeout(2)
     ("path", "target"),
     [("/publish/?x=1&y=a%20b", b"/publish/?x=1&y=a%20b"), ("", b"/"), ("?x=1", b"/?x=1")],
 )
-async def test_post_sends_one_request_and_returns_the_reply(path: str, target: bytes) -> None:
+async def test_post_sends_one_request_and_returns_the_reply(
+    send_post: SendPost, path: str, target: bytes
+) -> None:
     reply = http_reply(202, b"Published\n", "Content-Type: text/plain", "X-Reply:  yes ")
     headers = {"Content-Type": "application/json", "Authorization": "Bearer t0k"}
     async with serve(Reply(reply)) as server:
         url = f"http://user:pw@127.0.0.1:{server.port}{path}"
-        response = await post(url, headers, b'{"items":[]}', TIMEOUT)
+        response = await send_post(url, headers, b'{"items":[]}', TIMEOUT)
         [raw] = await server.requests(1)
     assert server.connections == 1
     request, body = parse_request(raw)
@@ -483,7 +513,7 @@ async def test_post_sends_one_request_and_returns_the_reply(path: str, target: b
 
 
 @pytest.mark.anyio
-async def test_post_reads_a_chunked_reply_arriving_in_pieces() -> None:
+async def test_post_reads_a_chunked_reply_arriving_in_pieces(send_post: SendPost) -> None:
     pieces = [
         OK + b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
         b"\r\n5\r\nPubl",
@@ -491,24 +521,26 @@ async def test_post_reads_a_chunked_reply_arriving_in_pieces() -> None:
         b"\r\nX-Trailer: t\r\n\r\n",
     ]
     async with serve(Reply(pieces)) as server:
-        response = await post(server.url, {}, b"", TIMEOUT)
+        response = await send_post(server.url, {}, b"", TIMEOUT)
     assert response.status_code == 200
     assert response.headers["transfer-encoding"] == "chunked"
     assert response.text == "Published\n"
 
 
 @pytest.mark.anyio
-async def test_post_reads_a_reply_ended_by_the_close() -> None:
+async def test_post_reads_a_reply_ended_by_the_close(send_post: SendPost) -> None:
     async with serve(Reply([OK + b"\r\nPubli", b"shed\n"])) as server:
-        response = await post(server.url, {}, b"", TIMEOUT)
+        response = await send_post(server.url, {}, b"", TIMEOUT)
     assert (response.status_code, response.text) == (200, "Published\n")
 
 
 @pytest.mark.anyio
-async def test_post_returns_once_the_reply_is_whole_though_the_server_keeps_it_open() -> None:
+async def test_post_returns_once_the_reply_is_whole_though_the_server_keeps_it_open(
+    send_post: SendPost,
+) -> None:
     async with serve(Reply(http_reply(200, b"Published\n"), close=False)) as server:
         started = time.monotonic()
-        response = await post(server.url, {}, b"x", httpx.Timeout(5, read=2))
+        response = await send_post(server.url, {}, b"x", httpx.Timeout(5, read=2))
         elapsed = time.monotonic() - started
         [raw] = await server.requests(1)  # the client closed its end
     assert (response.status_code, response.text) == (200, "Published\n")
@@ -517,20 +549,20 @@ async def test_post_returns_once_the_reply_is_whole_though_the_server_keeps_it_o
 
 
 @pytest.mark.anyio
-async def test_post_to_a_closed_port_is_a_connect_error() -> None:
+async def test_post_to_a_closed_port_is_a_connect_error(send_post: SendPost) -> None:
     url = f"http://127.0.0.1:{refused_port()}/publish/"
     with pytest.raises(httpx.ConnectError) as info:
-        await post(url, {}, b"", TIMEOUT)
+        await send_post(url, {}, b"", TIMEOUT)
     assert str(info.value)
     assert (info.value.request.method, str(info.value.request.url)) == ("POST", url)
 
 
 @pytest.mark.anyio
-async def test_post_to_a_silent_server_is_a_read_timeout() -> None:
+async def test_post_to_a_silent_server_is_a_read_timeout(send_post: SendPost) -> None:
     async with serve(Reply(b"", close=False)) as server:
         started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout, match="timed out reading the reply"):
-            await post(server.url, {}, b"x", httpx.Timeout(5, read=0.2))
+            await send_post(server.url, {}, b"x", httpx.Timeout(5, read=0.2))
         elapsed = time.monotonic() - started
         [raw] = await server.requests(1)
     assert 0.2 <= elapsed < 1.5
@@ -557,11 +589,11 @@ async def test_post_to_a_silent_server_is_a_read_timeout() -> None:
     ],
 )
 async def test_post_turns_a_bad_reply_into_a_remote_protocol_error(
-    reply: Reply, message: str
+    send_post: SendPost, reply: Reply, message: str
 ) -> None:
     async with serve(reply) as server:
         with pytest.raises(httpx.RemoteProtocolError, match=message) as info:
-            await post(server.url + "/publish/", {}, b"", TIMEOUT)
+            await send_post(server.url + "/publish/", {}, b"", TIMEOUT)
         await server.requests(1)
     assert isinstance(info.value.__cause__, ReplyParseError)
     assert str(info.value.request.url) == server.url + "/publish/"
@@ -569,10 +601,12 @@ async def test_post_turns_a_bad_reply_into_a_remote_protocol_error(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
-async def test_a_line_break_in_a_header_value_sends_nothing(line_break: str) -> None:
+async def test_a_line_break_in_a_header_value_sends_nothing(
+    send_post: SendPost, line_break: str
+) -> None:
     async with serve(Reply(http_reply(200, b""))) as server:
         with pytest.raises(httpx.LocalProtocolError, match="X-Bad header contains a line break"):
-            await post(server.url, {"X-Bad": f"a{line_break}Injected: 1"}, b"body", TIMEOUT)
+            await send_post(server.url, {"X-Bad": f"a{line_break}Injected: 1"}, b"body", TIMEOUT)
         assert await server.requests(1) == [b""]
 
 
@@ -710,6 +744,36 @@ async def test_publisher_to_a_closed_port() -> None:
     assert str(info.value).endswith("(after 2 attempts)")
     assert "s3cret" not in str(info.value)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+async def test_sync_publisher_posts_directly_retries_and_names_failures() -> None:
+    replies = (
+        Reply(http_reply(500, b"busy")),
+        Reply(http_reply(200, b"Published\n")),
+        Reply(http_reply(400, b"bad item")),
+    )
+    async with serve(*replies) as server:
+
+        def publish_twice() -> SyncPublisher:
+            with SyncPublisher(server.url, backoff=0) as publisher:
+                assert publisher._direct_http
+                publisher.publish_websocket("c", "hi", id="1")  # 500, then 200
+                with pytest.raises(PublishError, match="answered 400: bad item"):
+                    publisher.publish_websocket("c", "again", id="2")  # a 4xx is final
+            return publisher
+
+        publisher = await asyncio.to_thread(publish_twice)
+        raws = await server.requests(3)
+    assert publisher._client is None  # no httpx client was made
+    bodies = [parse_request(raw)[1] for raw in raws]
+    assert bodies[0] == bodies[1] and b'"id":"1"' in bodies[0] and b'"id":"2"' in bodies[2]
+    port = refused_port()
+    refused = SyncPublisher(f"http://127.0.0.1:{port}", retries=0)
+    with pytest.raises(PublishConnectionError, match=f"could not reach http://127.0.0.1:{port}"):
+        refused.publish_websocket("c", "hi")
+    refused.close()
 
 
 @pytest.mark.anyio

@@ -301,16 +301,15 @@ class GripProcessor:
         # Only a proxied request's GRIP headers are parsed and kept, so only theirs are bounded.
         limits = self.limits
         values = [*head.grip_last, *head.grip_feature]
-        # Meta-* and Connection-Id only mean something (and are only read) on
-        # WebSocket-over-HTTP requests.
+        if head.connection_id is not None:
+            values.append(head.connection_id)
+        # Meta-* only means something (and is only read) on WebSocket-over-HTTP requests.
         if head.is_websocket_events:
             if len(head.meta) > limits.max_meta_headers:
                 raise RequestHeaderTooLargeError(
                     f"{len(head.meta)} Meta-* headers, over the limit of {limits.max_meta_headers}"
                 )
             values.extend(head.meta.values())
-            if head.connection_id is not None:
-                values.append(head.connection_id)
         if values and max(map(len, values)) > limits.max_header_size:
             raise RequestHeaderTooLargeError(
                 f"a GRIP request header is over the {limits.max_header_size}-character limit"

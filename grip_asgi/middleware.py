@@ -90,6 +90,7 @@ class GripMiddleware:
         if limits is None:
             limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)
         self.processor = GripProcessor(settings, limits=limits)
+        # Read on every request: one attribute lookup instead of two.
         self._unproxied = self.processor.unproxied
         self._proxy_required = settings.proxy_required
         #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.

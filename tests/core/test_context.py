@@ -148,4 +148,6 @@ def test_grip_header_limits() -> None:
         p.inspect(signed_head(grip_last=["a; last-id=" + "1" * 20]))
     with pytest.raises(RequestHeaderTooLargeError):
         p.inspect(signed_head("POST", **{**websocket, "connection_id": "c" * 21}))
+    with pytest.raises(RequestHeaderTooLargeError):  # bounded on every proxied request
+        p.inspect(signed_head("GET", connection_id="c" * 21))
     assert p.inspect(signed_head(grip_last=["a; last-id=1"])).last == {"a": "1"}

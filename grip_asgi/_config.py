@@ -121,13 +121,15 @@ class GripConfig:
 
     @property
     def signature_key(self) -> Key | None:
-        """The key that verifies ``Grip-Sig``: ``verify_key``, else ``key`` if a JWT secret."""
+        """The key that verifies ``Grip-Sig``: ``verify_key``; else, for Fastly Fanout, its
+        public key; else ``key``, the publish secret (as django-grip and js-grip read it)."""
         # An empty key is no key (spec §8.10): it must not count as a configured one.
         if self.verify_key:
             return self.verify_key
-        if self.control_iss is not None and self.key:
-            return self.key
-        return None
+        if self.control_uri.startswith(_FASTLY_API):
+            # Fanout signs with this key alone; its API token could never verify anything.
+            return FASTLY_FANOUT_PUBLIC_KEY
+        return self.key or None
 
     def with_verify_key(self, verify_key: Key | None) -> GripConfig:
         """A copy whose ``verify_key`` is set, unless this config already has one."""
@@ -223,8 +225,14 @@ class GripSettings:
     proxies: tuple[GripConfig, ...] = ()
     #: Prepended to every channel name on subscribe and on publish.
     prefix: str = ""
-    #: Answer 501 to requests that did not come through a GRIP proxy.
+    #: Answer 501 when a handler gives GRIP instructions to a request that did not come
+    #: through the proxy (django-grip's ``GRIP_PROXY_REQUIRED``); other direct requests pass.
     proxy_required: bool = False
+    #: The key that verifies ``Grip-Sig`` where no proxy says otherwise; it counts even when
+    #: no proxy is configured, so that a verify key alone is never ignored.
+    verify_key: Key | None = field(default=None, repr=False)
+    #: Answer 501 to every request that did not come through the proxy.
+    proxy_only: bool = False
 
     @classmethod
     def build(
@@ -234,14 +242,17 @@ class GripSettings:
         verify_key: Key | None = None,
         prefix: str = "",
         proxy_required: bool = False,
+        proxy_only: bool = False,
     ) -> GripSettings:
-        """Normalise a GRIP URL, a config, or a list of either; ``verify_key`` fills the gaps."""
+        """Normalise a GRIP URL, a config, or a list of either; ``verify_key`` fills the gaps
+        (and verifies ``Grip-Sig`` on its own when there is no proxy)."""
         if grip is None:
             items: Sequence[str | GripConfig] = ()
         elif isinstance(grip, (str, GripConfig)):
             items = (grip,)
         else:
             items = tuple(grip)
+        key = _decode_key(verify_key)
         proxies = []
         for item in items:
             if isinstance(item, str):
@@ -250,13 +261,13 @@ class GripSettings:
                 raise GripConfigError(
                     f"expected a GRIP URL or GripConfig, got {type(item).__name__}"
                 )
-            proxies.append(item.with_verify_key(_decode_key(verify_key)))
-        return cls(tuple(proxies), prefix, proxy_required)
+            proxies.append(item.with_verify_key(key))
+        return cls(tuple(proxies), prefix, proxy_required, key, proxy_only)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GripSettings:
         """Read ``GRIP_URL`` (or ``GRIP_PROXIES``, a JSON list), ``GRIP_VERIFY_KEY``,
-        ``GRIP_PREFIX`` and ``GRIP_PROXY_REQUIRED``."""
+        ``GRIP_PREFIX``, ``GRIP_PROXY_REQUIRED`` and ``GRIP_PROXY_ONLY``."""
         env = os.environ if environ is None else environ
         grip: list[str | GripConfig] = []
         if env.get("GRIP_URL", "").strip():
@@ -269,12 +280,18 @@ class GripSettings:
             if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
                 raise GripConfigError("GRIP_PROXIES must be a JSON list of objects")
             grip.extend(GripConfig.from_dict(e) for e in entries)
-        required = env.get("GRIP_PROXY_REQUIRED", "").strip().lower()
-        if required not in _TRUE | _FALSE:
-            raise GripConfigError(f"GRIP_PROXY_REQUIRED must be true or false, got {required!r}")
         return cls.build(
             grip,
             verify_key=env.get("GRIP_VERIFY_KEY") or None,
             prefix=env.get("GRIP_PREFIX", ""),
-            proxy_required=required in _TRUE,
+            proxy_required=env_flag(env, "GRIP_PROXY_REQUIRED"),
+            proxy_only=env_flag(env, "GRIP_PROXY_ONLY"),
         )
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A true/false environment variable (1/0, yes/no, on/off); unset is False."""
+    value = env.get(name, "").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise GripConfigError(f"{name} must be true or false, got {value!r}")
+    return value in _TRUE

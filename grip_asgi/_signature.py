@@ -219,34 +219,62 @@ class ProxyVerifier:
     ``cache_size`` tokens that drops the oldest first. Only valid tokens enter it, and
     only a proxy can make those.
 
-    Who counts as the proxy (spec §4.5): when :attr:`all_have_keys`, a request is proxied
-    only if :meth:`verify` succeeds; otherwise any ``Grip-Sig`` header marks it proxied
-    (and when no proxy has a key, any client can pose as the proxy).
+    ``verify_key`` verifies for the proxies that have no key of their own, and on its own
+    when there is no proxy at all.
+
+    Who counts as the proxy (spec §4.5): when any key is configured (:attr:`any_has_key`),
+    a request is proxied only if :meth:`verify` succeeds, so a proxy without a key can
+    then not be told from a client posing as it. Only when no key is configured at all
+    does any ``Grip-Sig`` header mark a request proxied.
 
     Raises:
-        GripConfigError: A proxy's key is not a valid key (the message names the proxy).
+        GripConfigError: A key is not a valid key (the message names the proxy).
     """
 
-    __slots__ = ("_cache", "_cache_size", "_keys", "_leeway", "_lock", "_proxy_count")
+    __slots__ = (
+        "_cache",
+        "_cache_size",
+        "_keys",
+        "_leeway",
+        "_lock",
+        "_proxy_count",
+        "unverifiable",
+    )
 
     def __init__(
-        self, proxies: Iterable[GripConfig], *, leeway: float = 0, cache_size: int = 256
+        self,
+        proxies: Iterable[GripConfig],
+        *,
+        verify_key: str | bytes | None = None,
+        leeway: float = 0,
+        cache_size: int = 256,
     ) -> None:
         _check_leeway(leeway)
         if cache_size < 1:
             raise ValueError(f"cache_size must be at least 1, got {cache_size}")
         keys = []
-        proxy_count = 0
+        unverifiable = []
         for proxy in proxies:
-            proxy_count += 1
             try:
-                key = _load_key(proxy.signature_key)
+                key = _load_key(proxy.signature_key or verify_key)
             except GripConfigError as exc:
                 raise GripConfigError(f"GRIP proxy {proxy.control_uri}: {exc}") from exc
-            if key is not None:
+            if key is None:
+                unverifiable.append(proxy.control_uri)
+            else:
                 keys.append((key, proxy.verify_iss))
+        proxy_count = len(keys) + len(unverifiable)
+        if proxy_count == 0:
+            try:
+                alone = _load_key(verify_key)
+            except GripConfigError as exc:
+                raise GripConfigError(f"the Grip-Sig verify key: {exc}") from exc
+            if alone is not None:
+                keys.append((alone, None))
         self._keys = tuple(keys)
         self._proxy_count = proxy_count
+        #: The control URIs of the proxies that have no key, whose requests cannot verify.
+        self.unverifiable: tuple[str, ...] = tuple(unverifiable)
         self._leeway = leeway
         # token -> (its exp, the successful check)
         self._cache: dict[str, tuple[float, SigCheck]] = {}
@@ -266,7 +294,7 @@ class ProxyVerifier:
 
     @property
     def any_has_key(self) -> bool:
-        """True when at least one proxy has a signature key."""
+        """True when any key is configured: then only a verified ``Grip-Sig`` counts."""
         return bool(self._keys)
 
     def verify(self, token: str, now: float) -> SigCheck:

@@ -9,10 +9,12 @@
 ``grip_django.E006``  ``GRIP_MAX_BODY_SIZE`` is not a positive int.
 ``grip_django.E007``  the ``GRIP_*`` environment variables are malformed.
 ``grip_django.E008``  a key to verify ``Grip-Sig`` with cannot be loaded.
-``grip_django.W001``  no GRIP proxy is configured.
-``grip_django.W002``  a proxy has no key to verify ``Grip-Sig`` with.
+``grip_django.E009``  ``GRIP_PROXY_ONLY`` is not True or False.
+``grip_django.W001``  no GRIP proxy is configured, so publishing fails.
+``grip_django.W002``  no key to verify ``Grip-Sig`` with: any client can pose as the proxy.
 ``grip_django.W003``  ``GripMiddleware`` is not in ``MIDDLEWARE``.
 ``grip_django.W004``  ``GRIP_MAX_BODY_SIZE`` is above Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+``grip_django.W005``  a proxy has no key while others do: no request through it is trusted.
 ====================  ==========================================================
 """
 
@@ -32,6 +34,7 @@ from .conf import (
     read_limits,
     read_prefix,
     read_proxies,
+    read_proxy_only,
     read_proxy_required,
     read_settings,
     read_verify_key,
@@ -54,6 +57,7 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "GRIP_VERIFY_KEY": ("grip_django.E003", _KEY_HINT),
     "GRIP_PREFIX": ("grip_django.E004", "Give a str, or '' for no prefix."),
     "GRIP_PROXY_REQUIRED": ("grip_django.E005", "Give True or False."),
+    "GRIP_PROXY_ONLY": ("grip_django.E009", "Give True or False."),
     "GRIP_MAX_BODY_SIZE": ("grip_django.E006", "Give a size in bytes, e.g. 1048576."),
     "environment": (
         "grip_django.E007",
@@ -66,6 +70,7 @@ _READERS: Sequence[Callable[[], object]] = (
     read_verify_key,
     read_prefix,
     read_proxy_required,
+    read_proxy_only,
     read_limits,
 )
 
@@ -110,30 +115,40 @@ def _check_body_size() -> list[CheckMessage]:
 
 
 def _check_proxies() -> list[CheckMessage]:
-    proxies = read_settings().proxies
-    if not proxies:
-        return [
+    grip = read_settings()
+    messages: list[CheckMessage] = []
+    if not grip.proxies:
+        verified = " (requests are still verified with GRIP_VERIFY_KEY)" if grip.verify_key else ""
+        messages.append(
             Warning(
-                "No GRIP proxy is configured: requests cannot be verified and publishing fails.",
+                f"No GRIP proxy is configured, so publishing fails{verified}.",
                 hint="Set GRIP_URL (or GRIP_PROXIES) in the settings or the environment. "
                 + _URL_HINT
                 + ".",
                 id="grip_django.W001",
             )
-        ]
+        )
     try:
-        ProxyVerifier(proxies)
+        verifier = ProxyVerifier(grip.proxies, verify_key=grip.verify_key)
     except GripConfigError as exc:
         return [Error(str(exc), hint=_KEY_HINT, id="grip_django.E008")]
-    unverified = [proxy.control_uri for proxy in proxies if proxy.signature_key is None]
-    if not unverified:
-        return []
-    return [
-        Warning(
-            f"No Grip-Sig verify key for {', '.join(unverified)}: any client can pose as the"
-            " proxy by sending a Grip-Sig header.",
-            hint="Add verify-iss and verify-key to GRIP_URL (Pushpin's sig_iss and sig_key), "
-            "or set GRIP_VERIFY_KEY.",
-            id="grip_django.W002",
+    if not verifier.any_has_key:
+        messages.append(
+            Warning(
+                "No key verifies Grip-Sig, so any client can pose as the proxy by sending a"
+                " Grip-Sig header.",
+                hint="Add verify-iss and verify-key to GRIP_URL (Pushpin's sig_iss and sig_key), "
+                "or set GRIP_VERIFY_KEY.",
+                id="grip_django.W002",
+            )
         )
-    ]
+    elif verifier.unverifiable:
+        messages.append(
+            Warning(
+                f"No Grip-Sig verify key for {', '.join(verifier.unverifiable)} while other"
+                " keys are configured: no request through it counts as proxied.",
+                hint="Give that proxy a verify_key, or set GRIP_VERIFY_KEY.",
+                id="grip_django.W005",
+            )
+        )
+    return messages

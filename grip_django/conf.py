@@ -8,9 +8,16 @@ deployment can set ``GRIP_URL`` in the environment alone:
 - ``GRIP_PROXIES``: a list of proxies, each a django-grip dict (``control_uri``, ``control_iss``,
   ``key``, ``verify_iss``, ``verify_key``), a :class:`~grip_asgi.GripConfig` or a GRIP URL.
   In the environment: a JSON list of objects. Used together with ``GRIP_URL`` if both are set.
-- ``GRIP_VERIFY_KEY``: the key that verifies ``Grip-Sig`` for proxies configured without one.
+- ``GRIP_VERIFY_KEY``: the key that verifies ``Grip-Sig`` for proxies configured without one,
+  and on its own when no proxy is configured. A proxy entry's ``key`` verifies too where it
+  has no ``verify_key``, as in django-grip. Once any key is configured, a request counts as
+  proxied only when its ``Grip-Sig`` verifies.
 - ``GRIP_PREFIX``: prepended to every channel on subscribe and on publish.
-- ``GRIP_PROXY_REQUIRED``: answer 501 to requests that did not come through the proxy.
+- ``GRIP_PROXY_REQUIRED``: django-grip's meaning: a view that gives GRIP instructions
+  (``set_hold_longpoll``, ``set_hold_stream``, ``request.grip.start_instruct()``) to a request
+  that did not come through the proxy answers 501; other direct requests (health checks,
+  the admin, static files) are served as usual.
+- ``GRIP_PROXY_ONLY``: answer 501 to every request that did not come through the proxy.
 - ``GRIP_MAX_BODY_SIZE``: largest WebSocket-over-HTTP body accepted, in bytes (Django only).
 
 Django's settings are never modified (django-grip's defect D1).
@@ -26,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 
-from grip_asgi._config import GripConfig, GripSettings, Key
+from grip_asgi._config import GripConfig, GripSettings, Key, env_flag
 from grip_asgi._context import GripLimits, GripProcessor
 from grip_asgi._errors import GripConfigError
 
@@ -38,6 +45,7 @@ __all__ = (
     "read_limits",
     "read_prefix",
     "read_proxies",
+    "read_proxy_only",
     "read_proxy_required",
     "read_settings",
     "read_verify_key",
@@ -51,6 +59,7 @@ GRIP_SETTINGS = frozenset(
         "GRIP_VERIFY_KEY",
         "GRIP_PREFIX",
         "GRIP_PROXY_REQUIRED",
+        "GRIP_PROXY_ONLY",
         "GRIP_MAX_BODY_SIZE",
         "GRIP_MAX_EVENTS",
         "GRIP_MAX_EVENT_SIZE",
@@ -138,18 +147,24 @@ def read_prefix(environ: Mapping[str, str] = os.environ) -> str:
 
 def read_proxy_required(environ: Mapping[str, str] = os.environ) -> bool:
     """``GRIP_PROXY_REQUIRED``, False when unset."""
-    required = _django_setting("GRIP_PROXY_REQUIRED")
-    if required is None:
-        env = {"GRIP_PROXY_REQUIRED": environ.get("GRIP_PROXY_REQUIRED", "")}
+    return _read_flag("GRIP_PROXY_REQUIRED", environ)
+
+
+def read_proxy_only(environ: Mapping[str, str] = os.environ) -> bool:
+    """``GRIP_PROXY_ONLY``, False when unset."""
+    return _read_flag("GRIP_PROXY_ONLY", environ)
+
+
+def _read_flag(name: str, environ: Mapping[str, str]) -> bool:
+    value = _django_setting(name)
+    if value is None:
         try:
-            return GripSettings.from_env(env).proxy_required
+            return env_flag(environ, name)
         except GripConfigError as exc:
             raise GripSettingError("environment", str(exc)) from None
-    if not isinstance(required, bool):
-        raise GripSettingError(
-            "GRIP_PROXY_REQUIRED", f"must be True or False, got {_type_name(required)}"
-        )
-    return required
+    if not isinstance(value, bool):
+        raise GripSettingError(name, f"must be True or False, got {_type_name(value)}")
+    return value
 
 
 #: Django setting → GripLimits field.
@@ -181,6 +196,7 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> GripSettings:
         verify_key=read_verify_key(environ),
         prefix=read_prefix(environ),
         proxy_required=read_proxy_required(environ),
+        proxy_only=read_proxy_only(environ),
     )
 
 

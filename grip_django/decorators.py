@@ -14,7 +14,7 @@ from django.http.response import HttpResponseBase
 from grip_asgi._context import GripContext
 from grip_asgi._instruct import Channel, GripInstruct
 
-from .middleware import plain_response
+from .middleware import plain_response, proxy_required
 
 __all__ = ("set_hold_longpoll", "set_hold_stream", "websocket_only")
 
@@ -101,6 +101,10 @@ def _or_empty(response: HttpResponseBase | None) -> HttpResponseBase:
 
 def _instruct(request: HttpRequest) -> GripInstruct:
     ctx = _grip(request)
+    if not ctx.is_proxied and not proxy_required(request):
+        # As in django-grip: instructions for a direct client are dropped, and the view's
+        # own response goes out (with GRIP_PROXY_REQUIRED, start_instruct's error is a 501).
+        return GripInstruct()
     return ctx.instruct or ctx.start_instruct()
 
 
@@ -109,9 +113,10 @@ def set_hold_longpoll(
 ) -> GripInstruct:
     """Hold the request as a long-poll on ``channels`` until a publish or ``timeout`` seconds.
 
-    The view's response is what the client gets on timeout. Raises
-    :class:`~grip_asgi.InstructNotAvailableError` if the request did not come through the
-    proxy. Returns the instruct, for more settings.
+    The view's response is what the client gets on timeout. On a request that did not come
+    through the proxy the hold is dropped and the view's response goes out as it is, or,
+    with ``GRIP_PROXY_REQUIRED``, the client gets 501 (as in django-grip). Returns the
+    instruct, for more settings.
     """
     return _instruct(request).add_channels(channels).set_hold_longpoll(timeout)
 
@@ -125,8 +130,8 @@ def set_hold_stream(
     """Hold the request as a stream on ``channels``: each publish is appended to the response.
 
     ``keep_alive_data`` is sent whenever the stream was quiet for ``keep_alive_timeout``
-    seconds (default 55). Raises :class:`~grip_asgi.InstructNotAvailableError` if the request
-    did not come through the proxy. Returns the instruct, for more settings.
+    seconds (default 55). A request that did not come through the proxy is treated as by
+    :func:`set_hold_longpoll`. Returns the instruct, for more settings.
     """
     instruct = _instruct(request).add_channels(channels).set_hold_stream()
     if keep_alive_data is not None:

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import functools
 import io
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
@@ -30,6 +32,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from grip_asgi import GripConfig
 from grip_asgi.middleware import GripMiddleware
 from tests.cases import BEHAVIOURS, CASES, STREAM_TAIL, Case, Config, Reply, Request
 from tests.djangoapp import isolate_grip, setup_django
@@ -83,11 +86,12 @@ def _isolated_grip(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 async def _endpoint(request: StarletteRequest) -> Response:
     reply = BEHAVIOURS[request.path_params["behaviour"]](request.state.grip)
+    headers = dict(reply.headers)
     if reply.streamed:
         return StreamingResponse(
-            _chunks(reply), status_code=reply.status, media_type=reply.content_type
+            _chunks(reply), reply.status, headers, media_type=reply.content_type
         )
-    return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+    return Response(reply.body, reply.status, headers, media_type=reply.content_type)
 
 
 async def _chunks(reply: Reply) -> AsyncIterator[bytes]:
@@ -99,20 +103,35 @@ async def _chunks(reply: Reply) -> AsyncIterator[bytes]:
 def _starlette_app(config: Config) -> Starlette:
     grip = Middleware(
         GripMiddleware,
-        grip=config.grip_url,
+        grip=_asgi_proxies(config),
+        verify_key=config.verify_key,
         prefix=config.prefix,
         proxy_required=config.proxy_required,
+        proxy_only=config.proxy_only,
         max_body_size=config.max_body_size,
     )
     route = Route("/case/{behaviour}", _endpoint, methods=["GET", "POST"])
     return Starlette(routes=[route], middleware=[grip])
 
 
+def _asgi_proxies(config: Config) -> list[str | GripConfig] | None:
+    """The middleware's ``grip`` argument; None reads the environment."""
+    if config.grip_url is None and config.proxies is None:
+        return None
+    proxies: list[str | GripConfig] = [] if config.grip_url is None else [config.grip_url]
+    proxies += [GripConfig.from_dict(dict(entry)) for entry in config.proxies or ()]
+    return proxies
+
+
 def _django_settings(config: Config) -> dict[str, Any]:
+    # None leaves a setting to the environment.
     return {
         "GRIP_URL": config.grip_url,
+        "GRIP_PROXIES": None if config.proxies is None else [dict(e) for e in config.proxies],
+        "GRIP_VERIFY_KEY": config.verify_key,
         "GRIP_PREFIX": config.prefix,
         "GRIP_PROXY_REQUIRED": config.proxy_required,
+        "GRIP_PROXY_ONLY": config.proxy_only,
         "GRIP_MAX_BODY_SIZE": config.max_body_size,
     }
 
@@ -228,12 +247,14 @@ def _asgi_handler() -> ASGIHandler:
 
 def observe(adapter: str, case: Case) -> Observed:
     path = f"/case/{case.behaviour}"
-    if adapter == "asgi":
-        return asyncio.run(_call_asgi(_starlette_app(case.config), path, case.request))
-    with override_settings(**_django_settings(case.config)):
-        if adapter == "django-wsgi":
-            return _call_wsgi(_wsgi_handler(), path, case.request)
-        return asyncio.run(_call_asgi(_asgi_handler(), "/async" + path, case.request))
+    config = case.config
+    with mock.patch.dict(os.environ, config.environ):
+        if adapter == "asgi":
+            return asyncio.run(_call_asgi(_starlette_app(config), path, case.request))
+        with override_settings(**_django_settings(config)):
+            if adapter == "django-wsgi":
+                return _call_wsgi(_wsgi_handler(), path, case.request)
+            return asyncio.run(_call_asgi(_asgi_handler(), "/async" + path, case.request))
 
 
 # --- The tests --------------------------------------------------------------------------------

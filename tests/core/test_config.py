@@ -183,7 +183,9 @@ def test_publish_url(control_uri: str, publish_url: str) -> None:
     ("fields", "expected"),
     [
         ({}, None),
-        ({"key": "bearer-token"}, None),  # without iss, key is a Bearer token, not a JWT secret
+        # The publish secret verifies where no verify_key is given (django-grip, js-grip):
+        # a wrong guess fails closed, never open.
+        ({"key": "publish-secret"}, "publish-secret"),
         ({"control_iss": "realm", "key": b"realm-key"}, b"realm-key"),
         ({"control_iss": "realm", "key": "k", "verify_key": "v"}, "v"),
         ({"verify_key": "v"}, "v"),
@@ -194,6 +196,29 @@ def test_publish_url(control_uri: str, publish_url: str) -> None:
 )
 def test_signature_key(fields: dict[str, Any], expected: str | bytes | None) -> None:
     assert GripConfig("http://h", **fields).signature_key == expected
+
+
+def test_a_fastly_proxy_verifies_with_fastlys_key_not_its_api_token() -> None:
+    fastly = GripConfig("https://api.fastly.com/service/SID", key="api-token")
+    assert fastly.signature_key == FASTLY_FANOUT_PUBLIC_KEY
+    assert GripConfig(fastly.control_uri, verify_key="mine").signature_key == "mine"
+
+
+def test_a_verify_key_alone_is_kept_in_the_settings() -> None:
+    settings = GripSettings.build(None, verify_key="base64:AWGA/g==")
+    assert (settings.proxies, settings.verify_key) == ((), b"\x01a\x80\xfe")
+    assert GripSettings.from_env({"GRIP_VERIFY_KEY": "k"}).verify_key == "k"
+    assert "k" not in repr(GripSettings.from_env({"GRIP_VERIFY_KEY": "k"}))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("yes", True), ("0", False)])
+def test_proxy_only_from_the_environment(value: str, expected: bool) -> None:
+    assert GripSettings.from_env({"GRIP_PROXY_ONLY": value}).proxy_only is expected
+
+
+def test_a_malformed_proxy_only_names_the_variable() -> None:
+    with pytest.raises(GripConfigError, match="GRIP_PROXY_ONLY must be true or false"):
+        GripSettings.from_env({"GRIP_PROXY_ONLY": "maybe"})
 
 
 def test_with_verify_key() -> None:

@@ -626,6 +626,7 @@ def test_an_empty_key_verifies_nothing(key: str | bytes | None) -> None:
 # --- ProxyVerifier -------------------------------------------------------------------------
 
 PROXY = "http://proxy.example"
+HS_KEY = "a-verify-key-of-at-least-32-bytes"
 
 
 @pytest.mark.parametrize(
@@ -635,7 +636,7 @@ PROXY = "http://proxy.example"
         ([GripConfig(PROXY)], False, False),
         ([GripConfig(PROXY, verify_key="k")], True, True),
         ([GripConfig(PROXY, control_iss="realm", key="k")], True, True),
-        ([GripConfig(PROXY, key="bearer-token")], False, False),  # a Bearer token verifies nothing
+        ([GripConfig(PROXY, key="publish-secret")], True, True),  # as django-grip reads it
         ([GripConfig(PROXY, verify_key="")], False, False),
         ([GripConfig(PROXY, verify_key="k"), GripConfig(PROXY)], False, True),
         ([GripConfig(PROXY, verify_key="k"), GripConfig(PROXY, verify_key="j")], True, True),
@@ -648,6 +649,37 @@ def test_which_proxies_have_keys(proxies: list[GripConfig], all_have: bool, any_
         all_have,
         any_has,
     )
+
+
+def test_a_verify_key_alone_verifies_without_any_proxy() -> None:
+    verifier = ProxyVerifier([], verify_key=HS_KEY)
+    assert (verifier.any_has_key, verifier.all_have_keys, verifier.unverifiable) == (
+        True,
+        False,
+        (),
+    )
+    assert verifier.verify(make_token(claims(), HS_KEY), NOW).ok
+    assert verifier.verify(make_token(claims(), "x" * 32), NOW).reason is SigFailure.BAD_SIGNATURE
+
+
+def test_the_verify_key_fills_the_proxies_without_one() -> None:
+    verifier = ProxyVerifier(
+        [GripConfig(PROXY), GripConfig(PROXY, verify_key="x" * 32)], verify_key=HS_KEY
+    )
+    assert verifier.all_have_keys and verifier.unverifiable == ()
+    assert verifier.verify(make_token(claims(), HS_KEY), NOW).ok
+
+
+def test_proxies_without_a_key_are_named() -> None:
+    verifier = ProxyVerifier([GripConfig(PROXY), GripConfig("http://other:5561", verify_key="k")])
+    assert verifier.unverifiable == (PROXY,)
+
+
+def test_a_bad_verify_key_alone_is_a_config_error() -> None:
+    with pytest.raises(GripConfigError, match="the Grip-Sig verify key"):
+        ProxyVerifier(
+            [], verify_key="-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----"
+        )
 
 
 def test_without_keys_nothing_verifies() -> None:

@@ -48,8 +48,12 @@ def test_the_check_is_registered_by_the_app() -> None:
             {"GRIP_URL": "http://a/?verify-key=-----BEGIN PUBLIC KEY-----x"},
             ["grip_django.E008"],
         ),
-        (NO_PROXY, ["grip_django.W001"]),
+        ({"GRIP_PROXY_ONLY": "yes"}, ["grip_django.E009"]),
+        (NO_PROXY, ["grip_django.W001", "grip_django.W002"]),
+        ({**NO_PROXY, "GRIP_VERIFY_KEY": "k" * 32}, ["grip_django.W001"]),
         ({"GRIP_URL": "http://127.0.0.1:5561"}, ["grip_django.W002"]),
+        ({"GRIP_PROXIES": [{"control_uri": "http://a", "key": "k" * 32}]}, []),
+        ({"GRIP_PROXIES": [{"control_uri": "http://a"}]}, ["grip_django.W005"]),
         ({"MIDDLEWARE": MIDDLEWARE[1:]}, ["grip_django.W003"]),
         ({"MIDDLEWARE": ["grip_django.GripMiddleware"]}, []),
         (
@@ -72,9 +76,16 @@ def test_environment_errors_and_hints(monkeypatch: pytest.MonkeyPatch) -> None:
     assert message.hint is not None and "environment variables" in message.hint
 
 
-def test_the_unverified_proxy_warning_names_the_proxy_and_the_fix() -> None:
+def test_the_unverified_proxy_warning_says_what_it_means_and_the_fix() -> None:
     with override_settings(GRIP_URL="http://127.0.0.1:5561"):
         [message] = check_grip_settings()
     assert message.level == checks.WARNING
-    assert "http://127.0.0.1:5561" in message.msg and "pose as the proxy" in message.msg
+    assert "pose as the proxy" in message.msg
     assert message.hint is not None and "verify-key" in message.hint
+
+
+def test_a_keyless_proxy_next_to_a_keyed_one_is_named() -> None:
+    with override_settings(GRIP_PROXIES=[{"control_uri": "http://keyless:5561"}]):
+        [message] = check_grip_settings()
+    assert message.id == "grip_django.W005"
+    assert "http://keyless:5561" in message.msg and "no request through it" in message.msg

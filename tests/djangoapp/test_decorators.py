@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
 
-from grip_asgi._errors import InstructAlreadyStartedError, InstructNotAvailableError
+from grip_asgi._errors import InstructAlreadyStartedError
 from grip_asgi.testing import GripTestProxy, open_event, read_instruct, text_event
 from grip_django import GripHttpRequest, set_hold_longpoll, set_hold_stream, websocket_only
 from grip_django.middleware import GripMiddleware
@@ -164,10 +165,41 @@ def test_the_helpers_add_to_an_instruct_already_started() -> None:
     assert response["Grip-Link"] == "</next>; rel=next" and response["Grip-Hold"] == "stream"
 
 
-def test_the_helpers_refuse_unproxied_requests() -> None:
-    def view(request: HttpRequest) -> HttpResponse:
-        with pytest.raises(InstructNotAvailableError):
-            set_hold_longpoll(request, "c")
-        return HttpResponse()
+def hold_both_ways(request: HttpRequest) -> HttpResponse:
+    set_hold_longpoll(request, "c", timeout=20)
+    set_hold_stream(request, "s")
+    return HttpResponse("no news")
 
-    assert run(view, {}).status_code == 200
+
+urlpatterns += [path("hold", hold_both_ways)]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Grip-Sig": "forged"}])
+def test_the_helpers_drop_holds_for_direct_requests_as_django_grip_did(
+    headers: dict[str, str],
+) -> None:
+    """A view serving proxied and direct clients alike keeps working for the direct ones."""
+    response = run(hold_both_ways, headers)
+    assert (response.status_code, response.content) == (200, b"no news")  # type: ignore[attr-defined]
+    assert not any(name.lower().startswith("grip-") for name in response.headers)
+
+
+@override_settings(GRIP_PROXY_REQUIRED=True, ROOT_URLCONF=__name__)
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+@pytest.mark.anyio
+async def test_with_proxy_required_the_helpers_answer_direct_requests_501(
+    client_class: type[Client] | type[AsyncClient],
+) -> None:
+    if client_class is AsyncClient:
+        response = await AsyncClient().get("/hold")
+    else:
+        response = await sync_to_async(Client().get)("/hold")
+    assert response.status_code == 501
+    assert response.content == b"Not Implemented: this endpoint needs a GRIP proxy\n"
+    assert "Grip-Hold" not in response.headers
+
+
+def test_with_proxy_required_a_signed_hold_still_works() -> None:
+    with override_settings(GRIP_PROXY_REQUIRED=True):
+        response = run(hold_both_ways, proxy.headers())
+    assert (response["Grip-Hold"], response["Grip-Channel"]) == ("stream", "c, s")

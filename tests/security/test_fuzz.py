@@ -217,6 +217,7 @@ def fuzz_requests(draw: st.DrawFn) -> FuzzRequest:
     body = draw(bodies | st.binary(min_size=1000, max_size=70_000))
     config = Config(
         proxy_required=draw(st.booleans()),
+        proxy_only=draw(st.booleans()),
         max_body_size=draw(st.sampled_from([None, 64, 1024])),
     )
     # Only a signed WebSocket-over-HTTP request reaches a handler with a WebSocket context.
@@ -232,8 +233,8 @@ def fuzz_requests(draw: st.DrawFn) -> FuzzRequest:
 
 def check_answer(adapter: str, observed: Observed, config: Config) -> None:
     assert observed.error is None, (adapter, observed)
-    if config.proxy_required and observed.status == 501:
-        # GRIP_PROXY_REQUIRED's answer to a direct client (django-grip's choice of status).
+    if (config.proxy_required or config.proxy_only) and observed.status == 501:
+        # The answer to a direct client when a proxy is required (django-grip's status).
         assert observed.body == PROXY_REQUIRED
         return
     assert 200 <= observed.status < 500, (adapter, observed)

@@ -394,10 +394,125 @@ def test_attack_is_neither_signed_nor_proxied(
 def test_attack_on_a_proxy_only_app_gets_501(
     attack: Attack, adapter: str, figures: Counter[str]
 ) -> None:
-    config = replace(attack.config, proxy_required=True)
+    config = replace(attack.config, proxy_only=True)
     observed = run(adapter, attack_request(attack, "websocket"), config)
     assert (observed.status, observed.body) == (501, PROXY_REQUIRED)
     figures["signature attack requests refused"] += 1
+
+
+# --- Every configuration shape ----------------------------------------------------------------
+#
+# The rule: once any key is configured, from anywhere, an unverified request is never
+# proxied. Each shape below configures the HS256 key in one of the ways a user can, and the
+# HS256 attacks run against it. Shapes that configure no verify-iss accept any iss, so the
+# attacks that differ from a genuine token only in their iss are left out of those (they are
+# genuinely signed there, and the control below shows it).
+
+ISS_ONLY_ATTACKS = {"wrong iss", "no iss", "iss not a string"}
+KEYLESS_PROXY = ("control_uri", "http://127.0.0.1:5562")
+
+
+def proxy_entry(**fields: str) -> tuple[tuple[str, str], ...]:
+    return (("control_uri", "http://127.0.0.1:5561"), *fields.items())
+
+
+CONFIG_SHAPES = {
+    "GRIP_URL with verify-key": (Config(grip_url=grip_url(HS_KEY)), True),
+    "verify key alone": (Config(grip_url=None, verify_key=HS_KEY), False),
+    "verify key and a keyless URL": (
+        Config(grip_url=UNVERIFIED_GRIP_URL, verify_key=HS_KEY),
+        False,
+    ),
+    "environment: GRIP_URL": (
+        Config(grip_url=None, environ=(("GRIP_URL", grip_url(HS_KEY)),)),
+        True,
+    ),
+    "environment: GRIP_VERIFY_KEY alone": (
+        Config(grip_url=None, environ=(("GRIP_VERIFY_KEY", HS_KEY),)),
+        False,
+    ),
+    "environment: GRIP_PROXIES": (
+        Config(
+            grip_url=None,
+            environ=(
+                (
+                    "GRIP_PROXIES",
+                    json.dumps([dict(proxy_entry(verify_iss="pushpin", verify_key=HS_KEY))]),
+                ),
+            ),
+        ),
+        True,
+    ),
+    "GRIP_PROXIES verify_key": (
+        Config(grip_url=None, proxies=(proxy_entry(verify_iss="pushpin", verify_key=HS_KEY),)),
+        True,
+    ),
+    "GRIP_PROXIES control_iss and key": (
+        Config(grip_url=None, proxies=(proxy_entry(control_iss="app", key=HS_KEY),)),
+        False,
+    ),
+    "GRIP_PROXIES key alone (django-grip verifies with it)": (
+        Config(grip_url=None, proxies=(proxy_entry(key=HS_KEY),)),
+        False,
+    ),
+    "GRIP_PROXIES keyless entry and GRIP_VERIFY_KEY": (
+        Config(grip_url=None, proxies=(proxy_entry(),), verify_key=HS_KEY),
+        False,
+    ),
+    "a keyed proxy next to a keyless one": (
+        Config(grip_url=grip_url(HS_KEY), proxies=((KEYLESS_PROXY,),)),
+        True,
+    ),
+}
+
+
+def shape_params() -> list[Any]:
+    params = []
+    for shape_id, (config, checks_iss) in CONFIG_SHAPES.items():
+        for attack in ATTACKS:
+            if attack.config != HS or (not checks_iss and attack.id in ISS_ONLY_ATTACKS):
+                continue
+            for adapter in ADAPTERS:
+                params.append(
+                    pytest.param(config, attack, adapter, id=f"{shape_id}-{attack.id}-{adapter}")
+                )
+    return params
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("config", "attack", "adapter"), shape_params())
+def test_every_configuration_shape_fails_closed(
+    config: Config, attack: Attack, shape: str, adapter: str, figures: Counter[str]
+) -> None:
+    observed = run(adapter, attack_request(attack, shape), config)
+    assert (observed.status, observed.error) == (200, None)
+    seen = json.loads(observed.body)
+    assert (seen["proxied"], seen["signed"], seen["ws"], seen["last"]) == (False, False, False, {})
+    assert seen["needs_signed"] is True
+    assert seen["sig_error"] == attack.reason
+    assert observed.headers == {"content-type": "application/json"}
+    figures["signature attack requests refused, by configuration shape"] += 1
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize(
+    "config", [config for config, _ in CONFIG_SHAPES.values()], ids=list(CONFIG_SHAPES)
+)
+def test_every_configuration_shape_accepts_the_genuine_token(config: Config, adapter: str) -> None:
+    """The control: in every shape the proxy's own token is signed, so the table can fail."""
+    observed = run(adapter, attack_request(Attack("genuine", (GOOD,), None), "http"), config)
+    seen = json.loads(observed.body)
+    assert (seen["proxied"], seen["signed"], seen["sig_error"]) == (True, True, None)
+    assert seen["last"] == {"chan": "evil"}
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_a_keyless_proxy_next_to_a_keyed_one_is_not_trusted(adapter: str) -> None:
+    """Any Grip-Sig would do for the keyless proxy, so with a key elsewhere none does."""
+    config, _ = CONFIG_SHAPES["a keyed proxy next to a keyless one"]
+    attack = Attack("any value", ("from-the-keyless-proxy",), "malformed token")
+    seen = json.loads(run(adapter, attack_request(attack, "http"), config).body)
+    assert (seen["proxied"], seen["needs_signed"]) == (False, True)
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)

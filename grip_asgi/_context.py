@@ -16,13 +16,17 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
+from typing import NamedTuple
 
 from ._config import GripSettings
 from ._errors import (
     ConnectionIdMissingError,
+    GripInstructError,
     InstructAlreadyStartedError,
     InstructNotAvailableError,
+    InstructTooLateError,
     RequestHeaderTooLargeError,
     RequestTooLargeError,
 )
@@ -35,6 +39,7 @@ __all__ = (
     "GripContext",
     "GripLimits",
     "GripProcessor",
+    "InstructPlan",
     "RequestHead",
     "body_too_large",
     "close_after_handler_error",
@@ -144,6 +149,7 @@ class GripContext:
         "_last",
         "_raw_features",
         "_raw_last",
+        "_refuse_instruct",
         "is_proxied",
         "is_signed",
         "needs_signed",
@@ -176,6 +182,9 @@ class GripContext:
         #: The WebSocket-over-HTTP context, or None when this is not such a request.
         self.ws: WebSocketContext | None = None
         self._instruct: GripInstruct | None = None
+        # Set once nothing will read an instruct any more (the response has started, say):
+        # start_instruct() then raises what this makes rather than be lost.
+        self._refuse_instruct: Callable[[], GripInstructError] | None = None
         # Pushpin sends Grip-Feature on every request, and few handlers read it: parse on use.
         self._raw_last = grip_last
         self._raw_features = grip_feature
@@ -207,8 +216,10 @@ class GripContext:
         """Start the GRIP instructions for this response (hold, channels, keep-alive, ...).
 
         Call it before the handler returns. Raises :class:`InstructNotAvailableError` when
-        the request did not come through a GRIP proxy, and
-        :class:`InstructAlreadyStartedError` when called twice.
+        the request did not come through a GRIP proxy,
+        :class:`InstructAlreadyStartedError` when called twice, and
+        :class:`InstructTooLateError` once the response has started (from a streaming body
+        or a background task), when the proxy could no longer see it.
         """
         if not self.is_proxied:
             raise InstructNotAvailableError(
@@ -217,6 +228,8 @@ class GripContext:
             )
         if self._instruct is not None:
             raise InstructAlreadyStartedError("start_instruct() was already called")
+        if self._refuse_instruct is not None:
+            raise self._refuse_instruct()
         self._instruct = GripInstruct()
         return self._instruct
 
@@ -350,10 +363,14 @@ class GripProcessor:
         assert head.connection_id is not None  # checked by wants_websocket_body
         ctx.ws = WebSocketContext(head.connection_id, head.meta, events, self.settings.prefix)
 
-    def instruct_response(
-        self, ctx: GripContext, status: int
-    ) -> tuple[int, list[tuple[str, str]]] | None:
-        """The status and ``Grip-*`` headers for a response, or None when there is no instruct."""
+    def instruct_response(self, ctx: GripContext, status: int) -> InstructPlan | None:
+        """How to change a response that starts with ``status``: None when there is no instruct.
+
+        Call it as the response starts. The instruct is read now, so a ``start_instruct()``
+        after this raises :class:`InstructTooLateError` instead of being lost.
+        """
+        if ctx.is_proxied:  # a direct request's context refuses instructs already
+            ctx._refuse_instruct = _TOO_LATE
         instruct = ctx._instruct
         if instruct is None:
             return None
@@ -361,9 +378,29 @@ class GripProcessor:
         if status == 304 and instruct.status is None:
             # A 304 may not carry the instruct's headers through every framework and proxy
             # hop; GRIP's answer is a 200 that tells the proxy the real status (spec §3.2).
+            # A 304's Content-Length is the entity's (RFC 9110 §8.6), and the 200 has no body.
             headers.append(("Grip-Status", "304"))
-            status = 200
-        return status, headers
+            return InstructPlan(200, headers, drop_content_length=True)
+        return InstructPlan(status, headers)
+
+
+class InstructPlan(NamedTuple):
+    """What an adapter does to the app's response so that it carries the instruct."""
+
+    #: The status to send instead of the app's.
+    status: int
+    #: The ``Grip-*`` headers to add.
+    headers: list[tuple[str, str]]
+    #: Remove the app's ``Content-Length``: it describes a body the new status has not.
+    drop_content_length: bool = False
+
+
+_TOO_LATE = partial(
+    InstructTooLateError,
+    "start_instruct() was called after the response started, so the proxy would never see"
+    " the instruct; call it before the handler returns, not from a streaming body or a"
+    " background task",
+)
 
 
 def websocket_reply_replaces(ctx: GripContext, status: int) -> bool:

@@ -11,7 +11,8 @@ Every exception derives from :class:`GripError`::
     │   └── RequestHeaderTooLargeError        GRIP headers over the configured limits (431)
     ├── GripInstructError (also RuntimeError)
     │   ├── InstructAlreadyStartedError       ``start_instruct()`` called twice
-    │   └── InstructNotAvailableError         the request did not come through a GRIP proxy
+    │   ├── InstructNotAvailableError         the request did not come through a GRIP proxy
+    │   └── InstructTooLateError              ``start_instruct()`` after the response started
     ├── WebSocketStateError (also RuntimeError)   a WebSocketContext used in the wrong state
     └── PublishError                          a publish failed; carries proxy, status and body
         ├── PublishConnectionError            the proxy could not be reached
@@ -34,6 +35,7 @@ __all__ = (
     "GripProtocolError",
     "InstructAlreadyStartedError",
     "InstructNotAvailableError",
+    "InstructTooLateError",
     "MultiPublishError",
     "PublishConnectionError",
     "PublishError",
@@ -89,6 +91,11 @@ class InstructAlreadyStartedError(GripInstructError):
 
 class InstructNotAvailableError(GripInstructError):
     """The request did not come through a GRIP proxy, so nothing would act on an instruct."""
+
+
+class InstructTooLateError(GripInstructError):
+    """``start_instruct()`` came after the response started (in a streaming body, a
+    background task): its headers are sent, so the proxy would never see the instruct."""
 
 
 class WebSocketStateError(GripError, RuntimeError):

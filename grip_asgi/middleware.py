@@ -291,10 +291,11 @@ def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Se
         if message["type"] == "http.response.start":
             plan = processor.instruct_response(ctx, message["status"])
             if plan is not None:
-                status, grip_headers = plan
                 headers = list(message.get("headers", ()))
-                headers.extend(_encode_headers(grip_headers))
-                message = {**message, "status": status, "headers": headers}
+                if plan.drop_content_length:
+                    headers = [h for h in headers if h[0].lower() != b"content-length"]
+                headers.extend(_encode_headers(plan.headers))
+                message = {**message, "status": plan.status, "headers": headers}
         return send(message)
 
     return instruct_send

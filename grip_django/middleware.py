@@ -203,9 +203,10 @@ def _process_response(
         return response
     plan = processor.instruct_response(ctx, response.status_code)
     if plan is not None:
-        status, grip_headers = plan
-        _set_status(response, status)
-        for name, value in grip_headers:
+        _set_status(response, plan.status)
+        if plan.drop_content_length:
+            del response["Content-Length"]
+        for name, value in plan.headers:
             response[name] = _header_value(value)
     return response
 

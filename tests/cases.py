@@ -43,6 +43,8 @@ class Reply:
     content_type: str | None = TEXT_PLAIN
     #: Send the body as a streaming response (two chunks: the body, then ``b"[more]\n"``).
     streamed: bool = False
+    #: More headers the app sets, as (name, value) pairs.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 STREAM_TAIL = b"[more]\n"
@@ -86,6 +88,12 @@ def hold_longpoll(grip: GripContext) -> Reply:
 def not_modified_hold(grip: GripContext) -> Reply:
     grip.start_instruct().add_channel("etag").set_hold_longpoll()
     return Reply(status=304, body=b"", content_type=None)
+
+
+def not_modified_hold_with_length(grip: GripContext) -> Reply:
+    grip.start_instruct().add_channel("etag").set_hold_longpoll()
+    # A 304 may carry the Content-Length a 200 would have had (RFC 9110, section 8.6).
+    return Reply(status=304, body=b"", content_type=None, headers=(("Content-Length", "1234"),))
 
 
 def not_modified(grip: GripContext) -> Reply:
@@ -182,6 +190,7 @@ BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "hold_stream_buffered": hold_stream_buffered,
     "hold_longpoll": hold_longpoll,
     "not_modified_hold": not_modified_hold,
+    "not_modified_hold_with_length": not_modified_hold_with_length,
     "not_modified": not_modified,
     "meta_link_status": meta_link_status,
     "error_with_hold": error_with_hold,
@@ -390,6 +399,13 @@ CASES: list[Case] = [
     Case(
         "304 with an instruct becomes 200 with Grip-Status",
         "not_modified_hold",
+        Request(headers=signed()),
+        Expected(200, {"grip-status": "304", "grip-hold": "response"}, body=b""),
+    ),
+    Case(
+        # The entity's length would announce a body the 200 does not have (Observed checks).
+        "304 with an instruct and Content-Length becomes 200 without it",
+        "not_modified_hold_with_length",
         Request(headers=signed()),
         Expected(200, {"grip-status": "304", "grip-hold": "response"}, body=b""),
     ),

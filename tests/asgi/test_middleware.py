@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from grip_asgi import (
     GripContext,
@@ -16,6 +20,7 @@ from grip_asgi import (
     get_grip_context,
     get_publisher,
 )
+from grip_asgi._errors import InstructTooLateError
 from grip_asgi.middleware import Message, Receive, Scope, Send
 from grip_asgi.testing import GripTestProxy, close_event, open_event, text_event
 
@@ -498,3 +503,82 @@ def test_settings_and_a_publisher_outside_the_middleware() -> None:
     assert GripMiddleware(app, grip=settings).processor.settings.prefix == "s-"
     with pytest.raises(RuntimeError, match="GripMiddleware must be installed"):
         get_publisher(http_scope())
+
+
+# --- Instructs and the response start -------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_instruct_started_after_the_response_started_raises() -> None:
+    """The headers are gone: a hold started from a streaming body would never reach the proxy."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[open]\n", "more_body": True})
+        get_grip_context(scope).start_instruct()
+
+    with pytest.raises(InstructTooLateError, match="after the response started"):
+        await run(GripMiddleware(app, grip=GRIP_URL), http_scope(headers=proxy.headers()))
+
+
+@pytest.mark.anyio
+async def test_an_instruct_started_in_a_starlette_streaming_body_raises() -> None:
+    async def body(grip: GripContext) -> AsyncIterator[bytes]:
+        yield b"[open]\n"
+        grip.start_instruct().add_channel("late").set_hold_stream()
+        yield b"never\n"  # pragma: no cover
+
+    async def stream(request: Request) -> StreamingResponse:
+        return StreamingResponse(body(get_grip_context(request)))
+
+    app = GripMiddleware(Starlette(routes=[Route("/", stream)]), grip=GRIP_URL)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(InstructTooLateError), anyio.fail_after(5):
+        await app(http_scope(headers=proxy.headers()), receive, send)
+    assert "grip-hold" not in headers_of(sent)
+    assert body_of(sent) == b"[open]\n"
+
+
+@pytest.mark.anyio
+async def test_not_modified_rewrite_drops_the_entitys_content_length() -> None:
+    """A 304 may carry the entity's Content-Length; the 200 that replaces it has no body."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        get_grip_context(scope).start_instruct().add_channel("c").set_hold_longpoll()
+        headers = [(b"etag", b'"v1"'), (b"Content-Length", b"1234")]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = await run(GripMiddleware(app, grip=GRIP_URL), http_scope(headers=proxy.headers()))
+    headers = headers_of(sent)
+    assert status_of(sent) == 200 and headers["grip-status"] == "304"
+    assert "content-length" not in {name.lower() for name in headers}
+    assert headers["etag"] == '"v1"'
+
+
+@pytest.mark.anyio
+async def test_a_200_keeps_its_content_length() -> None:
+    app = GripMiddleware(
+        make_app(lambda ctx, body: ctx.start_instruct().add_channel("c").set_hold_longpoll()),
+        grip=GRIP_URL,
+    )
+    scope = http_scope(headers=proxy.headers())
+
+    async def with_length(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_length(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"content-length", b"2")]
+            await send(message)
+
+        await app(scope, receive, send_with_length)
+
+    sent = await run(with_length, scope)
+    assert headers_of(sent)["content-length"] == "2" and body_of(sent) == b"ok"

@@ -15,6 +15,7 @@ from grip_asgi import (
     RequestHeaderTooLargeError,
     RequestTooLargeError,
 )
+from grip_asgi._errors import InstructTooLateError
 from grip_asgi.testing import make_grip_sig
 
 KEY = "a-key-for-the-context-tests"
@@ -71,15 +72,32 @@ def test_rejected_signature_says_why() -> None:
 )
 def test_instruct_response(status: int, expected_status: int, grip_status: str | None) -> None:
     p = processor()
+    assert p.instruct_response(p.inspect(signed_head()), status) is None
     ctx = p.inspect(signed_head())
-    assert p.instruct_response(ctx, status) is None
     ctx.start_instruct().add_channel("c").set_hold_longpoll()
     plan = p.instruct_response(ctx, status)
     assert plan is not None
-    new_status, headers = plan
-    assert new_status == expected_status
-    assert ("Grip-Channel", "p-c") in headers
-    assert dict(headers).get("Grip-Status") == grip_status
+    assert plan.status == expected_status
+    assert ("Grip-Channel", "p-c") in plan.headers
+    assert dict(plan.headers).get("Grip-Status") == grip_status
+    # A 304 may carry the entity's Content-Length; the 200 standing in for it has no body.
+    assert plan.drop_content_length is (status == 304)
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_an_instruct_after_the_response_was_planned_is_too_late(started: bool) -> None:
+    p = processor()
+    ctx = p.inspect(signed_head())
+    if started:
+        ctx.start_instruct()
+    p.instruct_response(ctx, 200)  # the adapter sends the headers now
+    error = InstructAlreadyStartedError if started else InstructTooLateError
+    with pytest.raises(error):
+        ctx.start_instruct()
+    # Direct requests are refused as before, and their shared context is left as it was.
+    p.instruct_response(p.unproxied, 200)
+    with pytest.raises(InstructNotAvailableError):
+        p.unproxied.start_instruct()
 
 
 def test_an_explicit_grip_status_is_kept_on_304() -> None:

@@ -14,6 +14,7 @@ from django.http.response import HttpResponseBase
 from django.test import AsyncRequestFactory, RequestFactory, override_settings
 
 from grip_asgi._context import GripContext
+from grip_asgi._errors import InstructTooLateError
 from grip_asgi._instruct import GripInstruct
 from grip_asgi._websocket import WebSocketEvent
 from grip_asgi.testing import (
@@ -408,3 +409,51 @@ def test_d2_a_proxy_with_verify_key_and_no_key_works() -> None:
         request = get({"Grip-Sig": "forged"})
         assert run_sync(ok, request).status_code == 200
         assert not request.grip.is_proxied  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.anyio
+async def test_not_modified_rewrite_drops_the_entitys_content_length(mode: str) -> None:
+    """A 304 may carry the entity's Content-Length; the 200 that replaces it has no body."""
+
+    def view(request: HttpRequest) -> HttpResponse:
+        request.grip.start_instruct().add_channel("c").set_hold_longpoll()  # type: ignore[attr-defined]
+        return HttpResponse(status=304, headers={"Content-Length": "1234", "ETag": '"v1"'})
+
+    request = get(proxy.headers())
+    response = run_sync(view, request) if mode == "sync" else await run_async(view, request)
+    assert response.status_code == 200 and response["Grip-Status"] == "304"
+    assert not response.has_header("Content-Length")
+    assert response["ETag"] == '"v1"'
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.anyio
+async def test_an_instruct_started_in_a_streaming_body_raises(is_async: bool) -> None:
+    """The middleware read the instruct when the view returned: a later one would be lost."""
+
+    def view(request: HttpRequest) -> StreamingHttpResponse:
+        grip: GripContext = request.grip  # type: ignore[attr-defined]
+
+        def late() -> Iterator[bytes]:
+            yield b"[open]\n"
+            grip.start_instruct().add_channel("late").set_hold_stream()
+            yield b"never\n"  # pragma: no cover
+
+        async def alate() -> AsyncIterator[bytes]:
+            for chunk in late():
+                yield chunk
+
+        return StreamingHttpResponse(alate() if is_async else late())
+
+    request = get(proxy.headers())
+    response = await run_async(view, request) if is_async else run_sync(view, request)
+    assert isinstance(response, StreamingHttpResponse) and not response.has_header("Grip-Hold")
+    chunks: list[bytes] = []
+    with pytest.raises(InstructTooLateError, match="after the response started"):
+        if is_async:
+            async for chunk in response:
+                chunks.append(chunk)
+        else:
+            chunks.extend(response)
+    assert chunks == [b"[open]\n"]

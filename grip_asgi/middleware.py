@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from functools import partial
 from typing import Any
 
 from ._config import GripConfig, GripSettings, Key
@@ -21,7 +22,7 @@ from ._context import (
     close_after_handler_error,
     websocket_reply_replaces,
 )
-from ._errors import GripProtocolError
+from ._errors import GripProtocolError, InstructNotAvailableError
 from ._publish import Publisher
 
 __all__ = ("GripMiddleware", "get_grip_context", "get_publisher")
@@ -37,7 +38,15 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 logger = logging.getLogger("grip_asgi.middleware")
 
-_STRIPPED_FROM_WS_REPLY = {b"content-type", b"content-length"}
+# The app's headers that describe its own body, not the events that replace it.
+_STRIPPED_FROM_WS_REPLY = {b"content-type", b"content-length", b"trailer"}
+# What follows http.response.start in an ASGI response, extensions included.
+_RESPONSE_PARTS = {
+    "http.response.body",
+    "http.response.zerocopysend",
+    "http.response.pathsend",
+    "http.response.trailers",
+}
 
 
 class GripMiddleware:
@@ -47,6 +56,12 @@ class GripMiddleware:
     pushpin&verify-key=changeme")``. Handlers then find a :class:`GripContext` at
     ``request.state.grip`` (or ``get_grip_context(scope)`` in any ASGI framework) and a
     :class:`Publisher` for the same proxies through :func:`get_publisher`.
+
+    A native ``websocket`` scope is not a GRIP request (only a proxy speaking
+    WebSocket-over-HTTP gives ``grip.ws``), but its handshake's ``Grip-Sig`` is checked the
+    same way: Pushpin signs the WebSockets it proxies natively, so ``grip.is_signed`` tells
+    them from direct clients, to refuse before accepting. Nothing else applies to it: no
+    instruct (``start_instruct()`` raises), no rewrite, no 501.
 
     Args:
         grip: a GRIP URL, a :class:`GripConfig`, a list of either, or a :class:`GripSettings`.
@@ -110,6 +125,9 @@ class GripMiddleware:
             if self._proxy_required:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
+        elif scope["type"] == "websocket":
+            await self._call_native_websocket(scope, receive, send)
+            return
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
@@ -151,6 +169,7 @@ class GripMiddleware:
         reply = _WebSocketReply(ctx, send)
         try:
             await self.app(scope, receive, reply.send)
+            await reply.finish()  # a start without a body
         except GripProtocolError as exc:
             # A bad client message the handler found in ws.recv() (a TEXT that is not
             # UTF-8) is the client's fault: 4xx, as for a malformed body.
@@ -165,6 +184,24 @@ class GripMiddleware:
                 await reply.send({"type": "http.response.start", "status": 200})
                 await reply.send({"type": "http.response.body", "body": b""})
             raise
+
+    async def _call_native_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same ``Grip-Sig`` view as HTTP; nothing else to do (see the class docstring)."""
+        state = scope.setdefault("state", {})
+        state["grip"] = ctx = self._unproxied
+        state["grip_publisher"] = self.publisher
+        if any(name == b"grip-sig" for name, _ in scope["headers"]):
+            try:
+                # The handshake is a GET, though a websocket scope names no method.
+                state["grip"] = ctx = self.processor.inspect(_read_head({**scope, "method": "GET"}))
+            except GripProtocolError as exc:
+                logger.debug("grip: rejecting WebSocket: %s", exc)
+                # Closed before it is accepted, the handshake gets a 403 from the server.
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            if ctx.is_proxied:
+                ctx._refuse_instruct = _NO_NATIVE_INSTRUCT
+        await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_wrapper(message: Message) -> None:
@@ -284,6 +321,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+_NO_NATIVE_INSTRUCT = partial(
+    InstructNotAvailableError,
+    "a native WebSocket takes no GRIP instruct: its GRIP is the c:/m: messages the app sends"
+    " once it negotiated Sec-WebSocket-Extensions: grip",
+)
+
+
 def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Send:
     # A plain function that hands back send's own awaitable: most messages pass through
     # without a coroutine of ours around them.
@@ -302,12 +346,25 @@ def _instruct_send(processor: GripProcessor, ctx: GripContext, send: Send) -> Se
 
 
 class _WebSocketReply:
-    """Swaps a 200/204 reply for the WebSocket events the handler queued (Content-Length fixed)."""
+    """Swaps a 2xx reply for the WebSocket events the handler queued (Content-Length fixed).
+
+    The server gets one valid response, start then body, whatever form the app's takes:
+
+    - its body, sent as ``http.response.body`` or ``zerocopysend`` messages, is dropped, and
+      the events go out when it ends (``more_body`` false);
+    - a ``pathsend`` is a whole body: the events go out in its place, never both, as the
+      proxy reads one body and it must be the events;
+    - its trailers are dropped, with its ``Trailer`` header: the events reply announces none;
+    - a start with no body at all still gets the events sent when the app returns
+      (:meth:`finish`), so the handler's events are never lost.
+    """
 
     def __init__(self, ctx: GripContext, send: Send) -> None:
         self.ctx = ctx
         self._send = send
         self._held_start: Message | None = None
+        #: The events reply went out in place of the app's response.
+        self._replaced = False
         #: Something reached the server already, so an error can no longer become a 4xx.
         self.started = False
 
@@ -316,23 +373,29 @@ class _WebSocketReply:
         if kind == "http.response.start" and websocket_reply_replaces(self.ctx, message["status"]):
             self._held_start = message
             return
-        if self._held_start is None or kind != "http.response.body":
-            self.started = True
-            await self._send(message)
+        if kind in _RESPONSE_PARTS and (self._held_start is not None or self._replaced):
+            # Part of the app's response, which the events replace. Only a body message
+            # with more_body says more is coming: anything else ends the app's body.
+            if not message.get("more_body", False):
+                await self.finish()
             return
-        if message.get("more_body", False):
-            return  # the app's own body is dropped: the events are the reply
+        self.started = True
+        await self._send(message)
+
+    async def finish(self) -> None:
+        """Send the events reply, if the app's start is held still (its body has ended)."""
+        start = self._held_start
+        if start is None:
+            return
         assert self.ctx.ws is not None
         status, ws_headers, body = self.ctx.ws.to_response()
         headers = [
-            (k, v)
-            for k, v in self._held_start.get("headers", ())
-            if k.lower() not in _STRIPPED_FROM_WS_REPLY
+            (k, v) for k, v in start.get("headers", ()) if k.lower() not in _STRIPPED_FROM_WS_REPLY
         ]
         headers.extend(_encode_headers(ws_headers))
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         self._held_start = None
-        self.started = True
+        self._replaced = self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
 

@@ -14,8 +14,10 @@ from starlette.routing import Route
 
 from grip_asgi import (
     GripContext,
+    GripLimits,
     GripMiddleware,
     GripSettings,
+    InstructNotAvailableError,
     WebSocketDecodeError,
     get_grip_context,
     get_publisher,
@@ -258,7 +260,7 @@ async def test_stream_chunks_pass_through_one_by_one() -> None:
     assert headers_of(sent)["grip-hold"] == "stream"
 
 
-@pytest.mark.parametrize("scope_type", ["websocket", "lifespan"])
+@pytest.mark.parametrize("scope_type", ["lifespan"])
 @pytest.mark.anyio
 async def test_non_http_scopes_pass_through(scope_type: str) -> None:
     calls: list[str] = []
@@ -505,6 +507,84 @@ def test_settings_and_a_publisher_outside_the_middleware() -> None:
         get_publisher(http_scope())
 
 
+# --- The WebSocket-over-HTTP reply always reaches the server as one valid response ---------
+
+
+def replying(*messages: Message) -> Callable[..., Any]:
+    """A raw ASGI app that echoes the client's WebSocket messages, then sends ``messages``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        ws = get_grip_context(scope).ws
+        assert ws is not None
+        for received in ws:
+            ws.send(received)
+        for message in messages:
+            await send(message)
+
+    return app
+
+
+START: Message = {"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"kept")]}
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param(
+            [
+                {**START, "trailers": True, "headers": [*START["headers"], (b"trailer", b"x")]},
+                {"type": "http.response.body", "body": b"app body"},
+                {"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")]},
+            ],
+            id="trailers",
+        ),
+        pytest.param(
+            [START, {"type": "http.response.pathsend", "path": "/srv/file.txt"}], id="pathsend"
+        ),
+        pytest.param(
+            [
+                START,
+                {"type": "http.response.zerocopysend", "file": 99, "more_body": True},
+                {"type": "http.response.zerocopysend", "file": 99, "count": 10},
+            ],
+            id="zerocopysend",
+        ),
+        pytest.param([START], id="start without a body"),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_replaced_websocket_reply_is_one_valid_response(messages: list[Message]) -> None:
+    request = proxy.websocket(text_event("hi"))
+    app = GripMiddleware(replying(*messages), grip=GRIP_URL)
+    sent = await run(app, ws_scope(request.headers), request.content)
+    # Start, then the events as the one body; no trailers, since the start announces none.
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert not sent[0].get("trailers", False)
+    assert sent[1].get("more_body", False) is False
+    headers = headers_of(sent)
+    assert headers["content-type"] == "application/websocket-events"
+    assert "trailer" not in headers and headers["x-app"] == "kept"
+    assert body_of(sent) == b"TEXT 4\r\nm:hi\r\n"
+    assert headers["content-length"] == str(len(body_of(sent)))
+
+
+@pytest.mark.anyio
+async def test_a_websocket_reply_that_is_not_replaced_keeps_its_trailers() -> None:
+    messages: list[Message] = [
+        {"type": "http.response.start", "status": 403, "headers": [], "trailers": True},
+        {"type": "http.response.body", "body": b"no"},
+        {"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")]},
+    ]
+    request = proxy.websocket(open_event())
+    sent = await run(
+        GripMiddleware(replying(*messages), grip=GRIP_URL),
+        ws_scope(request.headers),
+        request.content,
+    )
+    assert sent == messages
+
+
 # --- Instructs and the response start -------------------------------------------------------
 
 
@@ -582,3 +662,56 @@ async def test_a_200_keeps_its_content_length() -> None:
 
     sent = await run(with_length, scope)
     assert headers_of(sent)["content-length"] == "2" and body_of(sent) == b"ok"
+
+
+# --- Native WebSockets ----------------------------------------------------------------------
+
+
+def native_websocket_scope(headers: dict[str, str]) -> Scope:
+    scope = http_scope(path="/ws", headers=headers)
+    del scope["method"]
+    scope.update(type="websocket", scheme="ws", subprotocols=[])
+    return scope
+
+
+@pytest.mark.parametrize(
+    ("headers", "signed", "sig_error"),
+    [
+        (proxy.headers(last={"a": "1"}), True, None),
+        ({"Grip-Sig": "forged", "Grip-Last": "a; last-id=1"}, False, "malformed token"),
+        ({}, False, None),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_native_websocket_gets_the_same_grip_sig_view(
+    headers: dict[str, str], signed: bool, sig_error: str | None
+) -> None:
+    seen: list[GripContext] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(get_grip_context(scope))
+        assert get_publisher(scope) is middleware.publisher
+        await send({"type": "websocket.close", "code": 1000})
+
+    middleware = GripMiddleware(app, grip=GRIP_URL)
+    sent = await run(middleware, native_websocket_scope(headers))
+    assert sent == [{"type": "websocket.close", "code": 1000}]  # untouched
+    grip = seen[0]
+    assert (grip.is_proxied, grip.is_signed, grip.sig_error) == (signed, signed, sig_error)
+    assert dict(grip.last) == ({"a": "1"} if signed else {})
+    assert grip.ws is None
+    # Nothing would read an instruct: a native WebSocket has no GRIP response headers.
+    with pytest.raises(InstructNotAvailableError):
+        grip.start_instruct()
+
+
+@pytest.mark.anyio
+async def test_a_native_websocket_with_oversized_grip_headers_is_refused() -> None:
+    called: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
+        called.append(True)
+
+    middleware = GripMiddleware(app, grip=GRIP_URL, limits=GripLimits(max_header_size=20))
+    sent = await run(middleware, native_websocket_scope(proxy.headers(last={"a": "1" * 30})))
+    assert sent == [{"type": "websocket.close", "code": 1008}] and called == []

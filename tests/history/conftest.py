@@ -2,7 +2,9 @@
 
 - ``redis_server`` (session): a private ``redis-server`` on 127.0.0.1 with nothing saved to
   disk. It FAILS without the ``redis-server`` command: run ``scripts/install-redis``.
-- ``backend``: parametrized over memory, SQLite and Redis. ``backend.open(retention)`` opens
+- ``backend``: parametrized over memory, SQLite and Redis (``shared_backend``: SQLite and
+  Redis, whose stores can share one history; ``clocked_backend``: memory and SQLite;
+  ``redis_backend``: Redis alone). ``backend.open(retention)`` opens
   a store on an empty namespace (a new SQLite file, a new Redis key prefix);
   ``backend.advance(seconds)`` moves the store's clock on (a fake clock for memory and
   SQLite; Redis uses its server's clock, so it sleeps).
@@ -139,7 +141,7 @@ def redis_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}-{next(_namespaces)}:"
 
 
-@dataclass
+@dataclass(repr=False)
 class Backend:
     name: str
     _open: Callable[[Retention, str | None], HistoryStore]
@@ -157,6 +159,9 @@ class Backend:
 
     def new_namespace(self) -> str:
         return uuid.uuid4().hex
+
+    def __repr__(self) -> str:  # short: Hypothesis prints it with every failing example
+        return f"<Backend {self.name}>"
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else time.time()
@@ -180,6 +185,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 @pytest.fixture(params=SHARED_BACKENDS)
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from _backend(request, tmp_path)
+
+
+@pytest.fixture(params=("memory", "sqlite"))
+def clocked_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The backends whose clock a test can move (memory, SQLite)."""
+    yield from _backend(request, tmp_path)
+
+
+@pytest.fixture(params=("redis",))
+def redis_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     yield from _backend(request, tmp_path)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -263,9 +263,10 @@ class _Connections:
         self._lock = threading.Lock()
         self._closed = False
         self._sync: tuple[redis.Redis, dict[str, Any]] | None = None
-        # redis.asyncio clients belong to the event loop they were made on.
+        # redis.asyncio clients belong to the event loop they were made on: one per loop.
         self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, dict[str, Any]]
+            asyncio.AbstractEventLoop,
+            tuple[redis.asyncio.Redis, dict[str, Any], AsyncGenerator[None, None]],
         ] = weakref.WeakKeyDictionary()
 
     def sync_client(self) -> tuple[redis.Redis, dict[str, Any]]:
@@ -277,16 +278,20 @@ class _Connections:
                 self._sync = client, _scripts(client)
             return self._sync
 
-    def async_client(self) -> tuple[redis.asyncio.Redis, dict[str, Any]]:
+    async def async_client(self) -> tuple[redis.asyncio.Redis, dict[str, Any]]:
         loop = asyncio.get_running_loop()
         with self._lock:
             self.check_open()
             made = self._async.get(loop)
-            if made is None:
-                retry = AsyncRetry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
-                client = redis.asyncio.Redis.from_url(self.url, **_client_options(), retry=retry)
-                made = self._async[loop] = client, _scripts(client)
-            return made
+        if made is None:
+            retry = AsyncRetry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
+            client = redis.asyncio.Redis.from_url(self.url, **_client_options(), retry=retry)
+            closer = _close_with_loop(client)
+            await anext(closer)  # runs to its yield at once: no other task comes in between
+            made = client, _scripts(client), closer
+            with self._lock:
+                self._async[loop] = made
+        return made[0], made[1]
 
     def close_sync(self) -> None:
         with self._lock:
@@ -298,12 +303,10 @@ class _Connections:
     async def aclose(self) -> None:
         self.close_sync()
         with self._lock:
-            clients = dict(self._async)
-            self._async.clear()
-        made = clients.get(asyncio.get_running_loop())
-        # Clients of other (finished) loops cannot be closed from here; they are dropped.
+            made = self._async.pop(asyncio.get_running_loop(), None)
+            self._async.clear()  # the clients of other loops close when their loop ends
         if made is not None:
-            await made[0].aclose()
+            await made[2].aclose()
 
     def check_open(self) -> None:
         if self._closed:
@@ -315,6 +318,19 @@ class _Connections:
         return HistoryUnavailableError(
             f"the Redis history store {self.shown} is unavailable: {exc}", store=self.shown
         )
+
+
+async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+    """Close ``client`` when its event loop ends.
+
+    asyncio.run() (and asyncio.Runner, anyio, asgiref) finalize every async generator still
+    open in their loop before closing it, so a store used from several loops in turn (tests,
+    a script that calls asyncio.run() per task) leaves no connection behind.
+    """
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _client_options() -> dict[str, Any]:
@@ -430,7 +446,7 @@ class RedisHistory(HistoryStore):
         await self._connections.aclose()
 
     async def _run(self, flow: _Flow[_T]) -> _T:
-        client, scripts = self._connections.async_client()
+        client, scripts = await self._connections.async_client()
         try:
             request = next(flow)
             while True:

@@ -221,6 +221,17 @@ def test_trim_applies_a_smaller_count_to_stored_history(shared_backend: Backend)
     assert writer.last_id("a") == 5
 
 
+def test_trim_covers_every_channel(shared_backend: Backend) -> None:
+    namespace = shared_backend.new_namespace()
+    writer = shared_backend.open(UNBOUNDED, namespace=namespace).sync
+    for n in range(250):  # more channels than one trim batch
+        for _ in range(3):
+            writer.append(f"channel {n}", "x")
+    smaller = shared_backend.open(Retention(max_events=1, max_age=None), namespace=namespace).sync
+    assert smaller.trim() == 500
+    assert all(ids(writer.latest(f"channel {n}", 5)) == [3] for n in range(250))
+
+
 def test_stores_on_one_history_share_it(shared_backend: Backend) -> None:
     namespace = shared_backend.new_namespace()
     one = shared_backend.open(namespace=namespace).sync

@@ -32,7 +32,12 @@ from ._errors import (
 )
 from ._instruct import GripInstruct, parse_grip_feature, parse_grip_last
 from ._signature import ProxyVerifier
-from ._websocket import WEBSOCKET_EVENTS_CONTENT_TYPE, WebSocketContext, decode_websocket_events
+from ._websocket import (
+    WEBSOCKET_EVENTS_CONTENT_TYPE,
+    WebSocketContext,
+    decode_websocket_events,
+    meta_name,
+)
 
 __all__ = (
     "PROXY_REQUIRED_MESSAGE",
@@ -43,6 +48,8 @@ __all__ = (
     "RequestHead",
     "body_too_large",
     "close_after_handler_error",
+    "meta_name",
+    "parse_content_length",
     "websocket_reply_replaces",
 )
 
@@ -251,6 +258,26 @@ class GripContext:
         )
 
 
+class _SharedDirectContext(GripContext):
+    """The one context every request without ``Grip-Sig`` shares: read-only, so that no
+    handler's change can leak into another request (and sharing it costs nothing)."""
+
+    __slots__ = ("_sealed",)
+
+    def __init__(self, needs_signed: bool, prefix: str) -> None:
+        super().__init__(needs_signed=needs_signed, prefix=prefix)
+        self._last = _NO_LAST
+        self._features = frozenset()
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_sealed", False):
+            raise AttributeError(
+                f"cannot set {name!r}: the GripContext of a direct request is shared and read-only"
+            )
+        super().__setattr__(name, value)
+
+
 class GripProcessor:
     """The GRIP request/response rules, configured once per app and shared by every request."""
 
@@ -264,17 +291,21 @@ class GripProcessor:
         self.settings = settings
         self.limits = limits or GripLimits()
         self._clock = clock
-        self._verifier = ProxyVerifier(settings.proxies)
-        #: Keys are configured for every proxy, so a request must be signed to count.
-        self.needs_signed = bool(settings.proxies) and self._verifier.all_have_keys
-        self._any_key = self._verifier.any_has_key
-        #: Shared by every request without ``Grip-Sig``: nothing about it can change.
-        self.unproxied = GripContext(needs_signed=self.needs_signed, prefix=settings.prefix)
+        self._verifier = verifier = ProxyVerifier(settings.proxies, verify_key=settings.verify_key)
+        #: A key is configured, so only a verified ``Grip-Sig`` makes a request proxied.
+        self.needs_signed = verifier.any_has_key
+        #: Shared by every request without ``Grip-Sig``, and read-only.
+        self.unproxied: GripContext = _SharedDirectContext(self.needs_signed, settings.prefix)
         if not self.needs_signed:
             logger.warning(
-                "grip: no Grip-Sig verify key is configured for %s, so any client can pose as "
-                "the proxy by sending a Grip-Sig header; set verify-key in GRIP_URL",
-                "some proxies" if self._any_key else "every proxy",
+                "grip: no Grip-Sig verify key is configured, so any client can pose as the "
+                "proxy by sending a Grip-Sig header; set verify-key in GRIP_URL"
+            )
+        elif verifier.unverifiable:
+            logger.warning(
+                "grip: no Grip-Sig verify key for %s while other keys are configured, so no "
+                "request through it counts as proxied; give it a verify-key",
+                ", ".join(verifier.unverifiable),
             )
 
     def inspect(self, head: RequestHead) -> GripContext:
@@ -285,26 +316,23 @@ class GripProcessor:
         if len(grip_sig) > 1:
             # Pushpin sends exactly one; several mean someone else added some.
             return self._not_proxied("several Grip-Sig headers")
-        is_signed = False
-        sig_error: str | None = None
-        if self._any_key:
-            check = self._verifier.verify(grip_sig[0], self._clock())
-            is_signed = check.ok
-            sig_error = None if check.reason is None else check.reason.value
-            if self.needs_signed and not is_signed:
-                return self._not_proxied(sig_error)
+        # Fail closed: once any key is configured, only a verified token counts.
+        is_signed = self.needs_signed
         if is_signed:
+            check = self._verifier.verify(grip_sig[0], self._clock())
+            if check.reason is not None:
+                return self._not_proxied(check.reason.value)
             logger.debug("grip: Grip-Sig accepted (signed)")
         else:
-            logger.debug("grip: Grip-Sig accepted unverified: %s", sig_error or "no key configured")
+            logger.debug("grip: Grip-Sig accepted unverified: no key configured")
         self._check_header_sizes(head)
         # Only a proxied request's Grip-Last / Grip-Feature are the proxy's (it strips
         # client-sent Grip-* headers); from anyone else they would be forged.
         return GripContext(
             True,  # is_proxied
             is_signed,
-            self.needs_signed,
-            sig_error,
+            is_signed,  # needs_signed
+            None,  # sig_error
             self.settings.prefix,
             head.grip_last,
             head.grip_feature,
@@ -425,6 +453,17 @@ def close_after_handler_error(ctx: GripContext) -> bool:
         return False
     ws.close(1011, "internal error")
     return True
+
+
+def parse_content_length(value: str) -> int | None:
+    """A ``Content-Length`` value, or None unless it is plain ASCII digits.
+
+    ``str.isdigit()`` alone would accept other scripts' digits ("١٢"); a value too long for
+    any body counts as too large rather than costing a huge ``int()``.
+    """
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 18 else 10**18
 
 
 def body_too_large(limit: int) -> RequestTooLargeError:

@@ -90,7 +90,8 @@ class InstructAlreadyStartedError(GripInstructError):
 
 
 class InstructNotAvailableError(GripInstructError):
-    """The request did not come through a GRIP proxy, so nothing would act on an instruct."""
+    """Nothing would act on an instruct: the request did not come through a GRIP proxy, or
+    it is a native WebSocket."""
 
 
 class InstructTooLateError(GripInstructError):

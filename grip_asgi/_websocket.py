@@ -16,6 +16,7 @@ __all__ = (
     "WebSocketEvent",
     "decode_websocket_events",
     "encode_websocket_events",
+    "meta_name",
     "websocket_control_message",
 )
 
@@ -29,6 +30,17 @@ _TYPE_BY_WIRE_NAME = {name.encode("ascii"): name for name in _EVENT_TYPES}
 _WIRE_NAME_BY_TYPE = {name: wire for wire, name in _TYPE_BY_WIRE_NAME.items()}
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _CRLF = b"\r\n"
+
+
+def meta_name(name: str) -> str:
+    """The name connection meta is known by: lower case, with ``_`` read as ``-``.
+
+    One rule for every adapter, on the way in (``Meta-*``) and out (``Set-Meta-*``): WSGI and
+    Django cannot tell ``_`` from ``-`` in a header name, and Django under ASGI drops names
+    with ``_``, so a name written ``user_id`` travels as ``user-id``.
+    """
+    return name.lower().replace("_", "-")
+
 
 # Events that recv() returns; PING, PONG and a stray OPEN are handled or skipped.
 _RECEIVABLE_TYPES = frozenset(("TEXT", "BINARY", "CLOSE", "DISCONNECT"))
@@ -245,8 +257,8 @@ class WebSocketContext:
         prefix: str = "",
     ) -> None:
         self.id = self.connection_id = connection_id
-        #: The meta the request carried (names lower-cased).
-        self.orig_meta: dict[str, str] = {name.lower(): value for name, value in meta.items()}
+        #: The meta the request carried, by :func:`meta_name`.
+        self.orig_meta: dict[str, str] = {meta_name(name): value for name, value in meta.items()}
         #: The connection's meta; changes become ``Set-Meta-*`` headers (an absent name deletes).
         self.meta: dict[str, str] = dict(self.orig_meta)
         self.prefix = prefix
@@ -514,7 +526,7 @@ class WebSocketContext:
     # -- the reply -------------------------------------------------------------------------
 
     def _meta_headers(self) -> list[tuple[str, str]]:
-        current = {name.lower(): value for name, value in self.meta.items()}
+        current = {meta_name(name): value for name, value in self.meta.items()}
         changed = [
             (name, value) for name, value in current.items() if self.orig_meta.get(name) != value
         ]

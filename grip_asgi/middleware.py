@@ -20,6 +20,8 @@ from ._context import (
     RequestHead,
     body_too_large,
     close_after_handler_error,
+    meta_name,
+    parse_content_length,
     websocket_reply_replaces,
 )
 from ._errors import GripProtocolError, InstructNotAvailableError
@@ -39,7 +41,8 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 logger = logging.getLogger("grip_asgi.middleware")
 
 # The app's headers that describe its own body, not the events that replace it.
-_STRIPPED_FROM_WS_REPLY = {b"content-type", b"content-length", b"trailer"}
+# The events reply is plain bytes: an encoding or length of the app's own body would lie.
+_STRIPPED_FROM_WS_REPLY = {b"content-type", b"content-length", b"content-encoding", b"trailer"}
 # What follows http.response.start in an ASGI response, extensions included.
 _RESPONSE_PARTS = {
     "http.response.body",
@@ -60,16 +63,22 @@ class GripMiddleware:
     A native ``websocket`` scope is not a GRIP request (only a proxy speaking
     WebSocket-over-HTTP gives ``grip.ws``), but its handshake's ``Grip-Sig`` is checked the
     same way: Pushpin signs the WebSockets it proxies natively, so ``grip.is_signed`` tells
-    them from direct clients, to refuse before accepting. Nothing else applies to it: no
-    instruct (``start_instruct()`` raises), no rewrite, no 501.
+    them from direct clients, to refuse before accepting. Nothing else applies to it (no
+    instruct: ``start_instruct()`` raises; no rewrite), except that ``proxy_only`` closes an
+    unproxied handshake, which the client sees as a 403.
 
     Args:
         grip: a GRIP URL, a :class:`GripConfig`, a list of either, or a :class:`GripSettings`.
             None reads ``GRIP_URL`` / ``GRIP_PROXIES``, ``GRIP_VERIFY_KEY``, ``GRIP_PREFIX`` and
             ``GRIP_PROXY_REQUIRED`` from the environment.
-        verify_key: key that verifies ``Grip-Sig`` for proxies whose config has none.
+        verify_key: key that verifies ``Grip-Sig`` for proxies whose config has none, and on
+            its own when there is no proxy. Once any key is configured, from here, a proxy's
+            config or the environment, a request counts as proxied only when it verifies.
         prefix: channel prefix for subscribe and publish (default: from ``grip`` / env, or "").
-        proxy_required: answer 501 to requests that did not come through the proxy.
+        proxy_required: answer 501 instead of failing when a handler starts GRIP instructions
+            for a request that did not come through the proxy (django-grip's
+            ``GRIP_PROXY_REQUIRED``); other direct requests, such as health checks, pass.
+        proxy_only: answer 501 to every request that did not come through the proxy.
         max_body_size: largest WebSocket-over-HTTP body accepted, in bytes (larger gets 413).
         limits: every request limit at once (see :class:`GripLimits`); overrides max_body_size.
         publisher: the :class:`Publisher` handlers get (for example a
@@ -85,6 +94,7 @@ class GripMiddleware:
         verify_key: Key | None = None,
         prefix: str | None = None,
         proxy_required: bool | None = None,
+        proxy_only: bool | None = None,
         max_body_size: int | None = None,
         limits: GripLimits | None = None,
         publisher: Publisher | None = None,
@@ -98,9 +108,10 @@ class GripMiddleware:
             base = GripSettings.build(grip)
         settings = GripSettings.build(
             base.proxies,
-            verify_key=verify_key,
+            verify_key=base.verify_key if verify_key is None else verify_key,
             prefix=base.prefix if prefix is None else prefix,
             proxy_required=base.proxy_required if proxy_required is None else proxy_required,
+            proxy_only=base.proxy_only if proxy_only is None else proxy_only,
         )
         if limits is None:
             limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)
@@ -108,6 +119,7 @@ class GripMiddleware:
         # Read on every request: one attribute lookup instead of two.
         self._unproxied = self.processor.unproxied
         self._proxy_required = settings.proxy_required
+        self._proxy_only = settings.proxy_only
         #: Publishes to the same proxies with the same prefix; closed with the app's lifespan.
         self.publisher = Publisher(settings) if publisher is None else publisher
         self._owns_publisher = publisher is None
@@ -122,8 +134,11 @@ class GripMiddleware:
             state = scope.setdefault("state", {})
             state["grip"] = self._unproxied
             state["grip_publisher"] = self.publisher
-            if self._proxy_required:
+            if self._proxy_only:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
+                return
+            if self._proxy_required:
+                await _call_requiring_proxy(self.app, scope, receive, send)
                 return
         elif scope["type"] == "websocket":
             await self._call_native_websocket(scope, receive, send)
@@ -143,7 +158,7 @@ class GripMiddleware:
         try:
             ctx = processor.inspect(head)
             state["grip"] = ctx
-            if self._proxy_required and not ctx.is_proxied:
+            if self._proxy_only and not ctx.is_proxied:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
             body = None
@@ -160,6 +175,8 @@ class GripMiddleware:
             await self._call_websocket(scope, _replay(body, receive), send, ctx)
         elif ctx.is_proxied:
             await self.app(scope, receive, _instruct_send(processor, ctx, send))
+        elif self._proxy_required:
+            await _call_requiring_proxy(self.app, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -201,6 +218,9 @@ class GripMiddleware:
                 return
             if ctx.is_proxied:
                 ctx._refuse_instruct = _NO_NATIVE_INSTRUCT
+        if self._proxy_only and not ctx.is_proxied:
+            await send({"type": "websocket.close", "code": 1008})  # the handshake gets 403
+            return
         await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -240,6 +260,24 @@ def get_publisher(request_or_scope: Any) -> Publisher:
     return publisher
 
 
+async def _call_requiring_proxy(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Call the app for a direct request, answering 501 if it starts GRIP instructions."""
+    started = False
+
+    def tracking_send(message: Message) -> Awaitable[None]:
+        nonlocal started
+        started = True
+        return send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except InstructNotAvailableError:
+        if started:
+            raise
+        logger.debug("grip: 501: a handler gave GRIP instructions to a direct request")
+        await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
+
+
 def _read_head(scope: Scope) -> RequestHead:
     grip_sig: list[str] = []
     grip_last: list[str] = []
@@ -264,7 +302,7 @@ def _read_head(scope: Scope) -> RequestHead:
             elif raw_name == b"connection-id":
                 connection_id = value
             else:
-                content_length = int(value) if value.isdigit() else None
+                content_length = parse_content_length(value)
     head = RequestHead(
         scope["method"],
         grip_sig,
@@ -277,7 +315,7 @@ def _read_head(scope: Scope) -> RequestHead:
     )
     if head.is_websocket_events:  # Meta-* is only read on these
         head.meta = {
-            name[5:].decode("latin-1"): value.decode("utf-8", "replace")
+            meta_name(name[5:].decode("latin-1")): value.decode("utf-8", "replace")
             for name, value in headers
             if name.startswith(b"meta-")
         }

@@ -27,9 +27,11 @@ from grip_asgi._context import (
     RequestHead,
     body_too_large,
     close_after_handler_error,
+    meta_name,
+    parse_content_length,
     websocket_reply_replaces,
 )
-from grip_asgi._errors import GripProtocolError
+from grip_asgi._errors import GripProtocolError, InstructNotAvailableError
 from grip_asgi._websocket import WebSocketContext
 
 from .conf import grip_conf
@@ -64,7 +66,9 @@ class GripMiddleware:
     - A WebSocket-over-HTTP request gets ``request.grip.ws`` (also ``request.wscontext``); a
       200 or 204 from the view is replaced by the events the view queued. A malformed body
       gets 400, an oversized one 413.
-    - With ``GRIP_PROXY_REQUIRED``, a request that did not come through the proxy gets 501.
+    - With ``GRIP_PROXY_REQUIRED``, a view that gives GRIP instructions to a request that did
+      not come through the proxy gets 501 (django-grip's meaning); with ``GRIP_PROXY_ONLY``,
+      every such request does.
 
     The settings are described in :mod:`grip_django.conf`.
     """
@@ -105,12 +109,27 @@ class GripMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A bad client message a view found in ``ws.recv()`` (a TEXT that is not UTF-8) is
-        the client's fault: answer 4xx, as for a malformed body, rather than a 500."""
+        the client's fault: answer 4xx, as for a malformed body, rather than a 500. With
+        ``GRIP_PROXY_REQUIRED``, GRIP instructions for a direct request answer 501."""
         ctx = getattr(request, "grip", None)
         if isinstance(exception, GripProtocolError) and ctx is not None and ctx.ws is not None:
             logger.debug("grip: rejecting request: %s", exception)
             return plain_response(exception.status_hint, str(exception))
+        if isinstance(exception, InstructNotAvailableError) and proxy_required(request):
+            logger.debug("grip: 501: a view gave GRIP instructions to a direct request")
+            return plain_response(501, PROXY_REQUIRED_MESSAGE)
         return None
+
+
+def proxy_required(request: HttpRequest) -> bool:
+    """GRIP instructions for this request answer 501: it is direct and
+    ``GRIP_PROXY_REQUIRED`` is set."""
+    ctx = getattr(request, "grip", None)
+    return (
+        isinstance(ctx, GripContext)
+        and not ctx.is_proxied
+        and grip_conf.processor.settings.proxy_required
+    )
 
 
 def plain_response(status: int, text: str) -> HttpResponse:
@@ -130,7 +149,7 @@ def _process_request(processor: GripProcessor, request: HttpRequest) -> GripCont
     try:
         if head is not None:
             request.grip = ctx = processor.inspect(head)  # type: ignore[attr-defined]
-        if processor.settings.proxy_required and not ctx.is_proxied:
+        if processor.settings.proxy_only and not ctx.is_proxied:
             return plain_response(501, PROXY_REQUIRED_MESSAGE)
         if head is not None and processor.wants_websocket_body(ctx, head):
             processor.attach_websocket(ctx, head, _read_body(request))
@@ -152,7 +171,7 @@ def _read_head(request: HttpRequest) -> RequestHead:
         meta["HTTP_GRIP_SIG"].split(","),
         meta.get("CONTENT_TYPE"),
         _utf8(meta.get("HTTP_CONNECTION_ID")),
-        int(length) if length and length.isdigit() else None,
+        None if length is None else parse_content_length(length),
         {},  # Meta-*: read below, where it matters
         () if last is None else (_utf8(last),),
         () if feature is None else (_utf8(feature),),
@@ -160,7 +179,7 @@ def _read_head(request: HttpRequest) -> RequestHead:
     if head.is_websocket_events:
         # Meta-User-Name arrives as HTTP_META_USER_NAME.
         head.meta = {
-            name[10:].lower().replace("_", "-"): _utf8(value)
+            meta_name(name[10:]): _utf8(value)
             for name, value in meta.items()
             if name[:10] == "HTTP_META_"
         }
@@ -228,6 +247,8 @@ def _replace_with_websocket_reply(ws: WebSocketContext, response: HttpResponseBa
     for name, value in ws_headers:  # Content-Type among them
         response[name] = _header_value(value)
     response["Content-Length"] = str(len(body))
+    # The events reply is plain bytes, whatever encoding the view's own body had.
+    del response["Content-Encoding"]
 
 
 async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from grip_asgi._context import GripContext
-from grip_asgi._errors import InstructNotAvailableError
+from grip_asgi._errors import InstructNotAvailableError, InstructTooLateError
 from grip_asgi._websocket import WebSocketEvent
 from grip_asgi.testing import GripTestProxy, close_event, make_grip_sig, open_event, text_event
 
@@ -45,6 +45,8 @@ class Reply:
     streamed: bool = False
     #: More headers the app sets, as (name, value) pairs.
     headers: tuple[tuple[str, str], ...] = ()
+    #: Called between the two chunks of a streamed body, once the response has started.
+    mid_stream: Callable[[], object] | None = None
 
 
 STREAM_TAIL = b"[more]\n"
@@ -94,6 +96,13 @@ def not_modified_hold_with_length(grip: GripContext) -> Reply:
     grip.start_instruct().add_channel("etag").set_hold_longpoll()
     # A 304 may carry the Content-Length a 200 would have had (RFC 9110, section 8.6).
     return Reply(status=304, body=b"", content_type=None, headers=(("Content-Length", "1234"),))
+
+
+def hold_from_the_stream(grip: GripContext) -> Reply:
+    def late() -> None:  # the response's headers are gone by now
+        grip.start_instruct().add_channel("late").set_hold_stream()
+
+    return Reply(body=b"[open]\n", streamed=True, mid_stream=late)
 
 
 def not_modified(grip: GripContext) -> Reply:
@@ -160,6 +169,14 @@ def ws_meta(grip: GripContext) -> Reply:
     return Reply(body=b"")
 
 
+def ws_say_meta(grip: GripContext) -> Reply:
+    ws = grip.ws
+    assert ws is not None
+    ws.send(json.dumps(dict(ws.meta), sort_keys=True))
+    ws.meta["Room_Name"] = "lobby"
+    return Reply(body=b"")
+
+
 def ws_reject(grip: GripContext) -> Reply:
     assert grip.ws is not None
     grip.ws.reject(403, "members only")
@@ -192,6 +209,7 @@ BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "not_modified_hold": not_modified_hold,
     "not_modified_hold_with_length": not_modified_hold_with_length,
     "not_modified": not_modified,
+    "hold_from_the_stream": hold_from_the_stream,
     "meta_link_status": meta_link_status,
     "error_with_hold": error_with_hold,
     "hold_without_channel": hold_without_channel,
@@ -202,6 +220,7 @@ BEHAVIOURS: Mapping[str, Callable[[GripContext], Reply]] = {
     "ws_echo_streamed": lambda grip: ws_echo(grip, streamed=True),
     "ws_chat": ws_chat,
     "ws_meta": ws_meta,
+    "ws_say_meta": ws_say_meta,
     "ws_reject": ws_reject,
     "ws_app_refuses": ws_app_refuses,
     "ws_close": ws_close,
@@ -223,12 +242,25 @@ class Request:
 
 @dataclass(frozen=True)
 class Config:
-    """The adapter's GRIP configuration (the middleware's arguments, the Django settings)."""
+    """The adapter's GRIP configuration (the middleware's arguments, the Django settings).
 
-    grip_url: str = GRIP_URL
+    ``environ`` configures through the environment alone: the adapter then gets no
+    ``grip_url``, ``verify_key`` or ``proxies`` of its own, as a twelve-factor app would.
+    """
+
+    grip_url: str | None = GRIP_URL
     prefix: str = ""
+    #: django-grip's GRIP_PROXY_REQUIRED: a GRIP answer to a direct request becomes a 501.
     proxy_required: bool = False
+    #: Every direct request gets 501 before reaching the app.
+    proxy_only: bool = False
     max_body_size: int | None = None
+    #: ``GripMiddleware(verify_key=...)``, the ``GRIP_VERIFY_KEY`` setting.
+    verify_key: str | None = None
+    #: ``GRIP_PROXIES`` entries, as django-grip dicts of (name, value) pairs.
+    proxies: tuple[tuple[tuple[str, str], ...], ...] | None = None
+    #: ``GRIP_*`` environment variables, the only configuration when given.
+    environ: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +448,12 @@ CASES: list[Case] = [
         Expected(304, NO_GRIP_HEADERS, body=b""),
     ),
     Case(
+        "an instruct started from a streaming body is too late",
+        "hold_from_the_stream",
+        Request(headers=signed()),
+        Expected(200, {"grip-hold": None}, body=b"[open]\n", error=InstructTooLateError),
+    ),
+    Case(
         "meta, next link and status without a hold",
         "meta_link_status",
         Request(headers=signed()),
@@ -516,6 +554,17 @@ CASES: list[Case] = [
         Expected(200, {"set-meta-room": "lobby", "set-meta-user": ""}, body=b""),
     ),
     Case(
+        # WSGI and Django cannot tell "_" from "-" in a header name: one rule for all.
+        "meta names are lower case with _ written as -",
+        "ws_say_meta",
+        websocket(text_event("x"), Meta_User_Id="7"),
+        Expected(
+            200,
+            {"set-meta-room-name": "lobby"},
+            body=b'TEXT 21\r\nm:{"user": "ann", "user-id": "7"}\r\n',
+        ),
+    ),
+    Case(
         "websocket rejected on open",
         "ws_reject",
         websocket(open_event()),
@@ -598,26 +647,55 @@ CASES: list[Case] = [
         Expected(413, body_contains=b"body of 999999 bytes is over the 20-byte limit"),
         Config(max_body_size=20),
     ),
-    # GRIP_PROXY_REQUIRED.
+    # GRIP_PROXY_ONLY: every direct request is refused.
     Case(
-        "proxy required, direct client",
+        "proxy only, direct client",
         "describe",
         Request(),
         Expected(501, {"content-type": TEXT_PLAIN}, body=PROXY_REQUIRED),
-        Config(proxy_required=True),
+        Config(proxy_only=True),
     ),
     Case(
-        "proxy required, forged Grip-Sig",
+        "proxy only, forged Grip-Sig",
         "describe",
         Request(headers=(("Grip-Sig", make_grip_sig(BAD_KEY)),)),
         Expected(501, body=PROXY_REQUIRED),
-        Config(proxy_required=True),
+        Config(proxy_only=True),
     ),
     Case(
-        "proxy required, signed request",
+        "proxy only, signed request",
         "describe",
         Request(headers=signed()),
         Expected(200, body=described(proxied=True, signed=True, features=FEATURES)),
+        Config(proxy_only=True),
+    ),
+    # GRIP_PROXY_REQUIRED keeps django-grip's meaning: only a GRIP answer needs the proxy.
+    Case(
+        "proxy required, direct client of a plain endpoint",
+        "describe",
+        Request(),
+        Expected(200, body=described()),
+        Config(proxy_required=True),
+    ),
+    Case(
+        "proxy required, direct client of a hold",
+        "hold_stream",
+        Request(),
+        Expected(501, {"content-type": TEXT_PLAIN, "grip-hold": None}, body=PROXY_REQUIRED),
+        Config(proxy_required=True),
+    ),
+    Case(
+        "proxy required, forged Grip-Sig on a hold",
+        "hold_stream",
+        Request(headers=(("Grip-Sig", make_grip_sig(BAD_KEY)),)),
+        Expected(501, {"grip-hold": None}, body=PROXY_REQUIRED),
+        Config(proxy_required=True),
+    ),
+    Case(
+        "proxy required, signed hold",
+        "hold_stream",
+        Request(headers=signed()),
+        Expected(200, {"grip-hold": "stream"}),
         Config(proxy_required=True),
     ),
 ]

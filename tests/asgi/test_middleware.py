@@ -22,6 +22,7 @@ from grip_asgi import (
     get_grip_context,
     get_publisher,
 )
+from grip_asgi._context import PROXY_REQUIRED_MESSAGE
 from grip_asgi._errors import InstructTooLateError
 from grip_asgi.middleware import Message, Receive, Scope, Send
 from grip_asgi.testing import GripTestProxy, close_event, open_event, text_event
@@ -217,8 +218,8 @@ async def test_not_modified_without_an_instruct_is_untouched() -> None:
 
 @pytest.mark.parametrize("proxied", [False, True])
 @pytest.mark.anyio
-async def test_proxy_required_answers_501_to_direct_clients(proxied: bool) -> None:
-    app = GripMiddleware(make_app(lambda ctx, body: None), grip=GRIP_URL, proxy_required=True)
+async def test_proxy_only_answers_501_to_direct_clients(proxied: bool) -> None:
+    app = GripMiddleware(make_app(lambda ctx, body: None), grip=GRIP_URL, proxy_only=True)
     sent = await run(
         app, http_scope(headers=proxy.headers() if proxied else {"Grip-Sig": "forged"})
     )
@@ -226,6 +227,39 @@ async def test_proxy_required_answers_501_to_direct_clients(proxied: bool) -> No
     sent = await run(app, http_scope())
     assert status_of(sent) == 501
     assert b"GRIP proxy" in body_of(sent)
+
+
+def hold(ctx: GripContext, body: bytes) -> None:
+    ctx.start_instruct().add_channel("c").set_hold_stream()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Grip-Sig": "forged"}])
+@pytest.mark.anyio
+async def test_proxy_required_answers_501_only_to_grip_answers(headers: dict[str, str]) -> None:
+    """django-grip's meaning: a health check still answers; a hold for a direct client is 501."""
+    plain = GripMiddleware(make_app(lambda ctx, body: None), grip=GRIP_URL, proxy_required=True)
+    assert status_of(await run(plain, http_scope(headers=headers))) == 200
+    holding = GripMiddleware(make_app(hold), grip=GRIP_URL, proxy_required=True)
+    sent = await run(holding, http_scope(headers=headers))
+    assert (status_of(sent), body_of(sent)) == (501, PROXY_REQUIRED_MESSAGE.encode() + b"\n")
+    signed = await run(holding, http_scope(headers=proxy.headers()))
+    assert headers_of(signed)["grip-hold"] == "stream"
+
+
+@pytest.mark.anyio
+async def test_without_proxy_required_a_hold_for_a_direct_client_is_the_apps_error() -> None:
+    with pytest.raises(InstructNotAvailableError):
+        await run(GripMiddleware(make_app(hold), grip=GRIP_URL), http_scope())
+
+
+@pytest.mark.anyio
+async def test_proxy_required_cannot_answer_501_once_the_response_started() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        get_grip_context(scope).start_instruct()
+
+    with pytest.raises(InstructNotAvailableError):
+        await run(GripMiddleware(app, grip=GRIP_URL, proxy_required=True), http_scope())
 
 
 @pytest.mark.anyio
@@ -570,6 +604,18 @@ async def test_a_replaced_websocket_reply_is_one_valid_response(messages: list[M
 
 
 @pytest.mark.anyio
+async def test_a_replaced_websocket_reply_drops_the_apps_content_encoding() -> None:
+    start = {**START, "headers": [(b"content-encoding", b"gzip"), (b"x-app", b"kept")]}
+    request = proxy.websocket(text_event("hi"))
+    app = GripMiddleware(
+        replying(start, {"type": "http.response.body", "body": b"\x1f\x8b"}), grip=GRIP_URL
+    )
+    sent = await run(app, ws_scope(request.headers), request.content)
+    assert body_of(sent) == b"TEXT 4\r\nm:hi\r\n"
+    assert "content-encoding" not in headers_of(sent) and headers_of(sent)["x-app"] == "kept"
+
+
+@pytest.mark.anyio
 async def test_a_websocket_reply_that_is_not_replaced_keeps_its_trailers() -> None:
     messages: list[Message] = [
         {"type": "http.response.start", "status": 403, "headers": [], "trailers": True},
@@ -703,6 +749,24 @@ async def test_a_native_websocket_gets_the_same_grip_sig_view(
     # Nothing would read an instruct: a native WebSocket has no GRIP response headers.
     with pytest.raises(InstructNotAvailableError):
         grip.start_instruct()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Grip-Sig": "forged"}])
+@pytest.mark.anyio
+async def test_proxy_only_closes_an_unproxied_native_websocket_handshake(
+    headers: dict[str, str],
+) -> None:
+    accepted: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        accepted.append(True)
+        await send({"type": "websocket.accept"})
+
+    middleware = GripMiddleware(app, grip=GRIP_URL, proxy_only=True)
+    sent = await run(middleware, native_websocket_scope(headers))
+    assert sent == [{"type": "websocket.close", "code": 1008}] and accepted == []
+    sent = await run(middleware, native_websocket_scope(proxy.headers()))
+    assert sent == [{"type": "websocket.accept"}] and accepted == [True]
 
 
 @pytest.mark.anyio

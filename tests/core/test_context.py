@@ -15,6 +15,7 @@ from grip_asgi import (
     RequestHeaderTooLargeError,
     RequestTooLargeError,
 )
+from grip_asgi._context import meta_name, parse_content_length
 from grip_asgi._errors import InstructTooLateError
 from grip_asgi.testing import make_grip_sig
 
@@ -32,6 +33,65 @@ def processor(**kwargs: object) -> GripProcessor:
 def signed_head(method: str = "GET", **kwargs: object) -> RequestHead:
     token = make_grip_sig(KEY, now=NOW)
     return RequestHead(method, grip_sig=[token], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["is_proxied", "is_signed", "ws", "prefix", "_instruct"])
+def test_the_shared_unproxied_context_is_read_only(name: str) -> None:
+    """One handler's change must not leak into every later direct request."""
+    shared = processor().unproxied
+    with pytest.raises(AttributeError, match="shared and read-only"):
+        setattr(shared, name, True)
+    assert (shared.is_proxied, shared.ws, dict(shared.last), shared.features) == (
+        False,
+        None,
+        {},
+        frozenset(),
+    )
+
+
+def test_a_refused_grip_sig_gets_a_context_of_its_own() -> None:
+    p = processor()
+    ctx = p.inspect(RequestHead("GET", grip_sig=["forged"]))
+    assert ctx is not p.unproxied and ctx.sig_error == "malformed token"
+    ctx.prefix = "changed"  # its own: nothing shared changes
+    assert p.inspect(RequestHead("GET", grip_sig=["forged"])).prefix == "p-"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0),
+        ("1024", 1024),
+        ("٣", None),  # an Arabic-Indic digit: str.isdigit() says yes, HTTP says no
+        ("１２", None),  # fullwidth digits
+        ("²", None),
+        ("+5", None),
+        (" 5", None),
+        ("", None),
+        ("9" * 5000, 10**18),  # past int()'s digit limit: too large, never a crash
+    ],
+)
+def test_content_length_is_plain_ascii_digits(value: str, expected: int | None) -> None:
+    assert parse_content_length(value) == expected
+
+
+def test_a_huge_declared_websocket_body_is_413_without_reading_it() -> None:
+    head = signed_head(
+        "POST",
+        content_type="application/websocket-events",
+        connection_id="c",
+        content_length=parse_content_length("9" * 5000),
+    )
+    p = processor()
+    with pytest.raises(RequestTooLargeError):
+        p.wants_websocket_body(p.inspect(head), head)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"), [("User-Id", "user-id"), ("user_id", "user-id"), ("USER_NAME", "user-name")]
+)
+def test_meta_names_are_one_rule_for_every_adapter(raw: str, name: str) -> None:
+    assert meta_name(raw) == name
 
 
 def test_no_grip_sig_gives_the_shared_unproxied_context() -> None:

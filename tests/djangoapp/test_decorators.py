@@ -190,10 +190,12 @@ def test_the_helpers_drop_holds_for_direct_requests_as_django_grip_did(
 async def test_with_proxy_required_the_helpers_answer_direct_requests_501(
     client_class: type[Client] | type[AsyncClient],
 ) -> None:
+    response: HttpResponseBase
     if client_class is AsyncClient:
         response = await AsyncClient().get("/hold")
     else:
         response = await sync_to_async(Client().get)("/hold")
+    assert isinstance(response, HttpResponse)
     assert response.status_code == 501
     assert response.content == b"Not Implemented: this endpoint needs a GRIP proxy\n"
     assert "Grip-Hold" not in response.headers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -15,19 +15,28 @@ from tests.cases import BEHAVIOURS, STREAM_TAIL, Reply
 def django_response(reply: Reply, *, is_async: bool) -> HttpResponseBase:
     response: HttpResponseBase
     if reply.streamed:
-        content = _chunks(reply.body) if is_async else iter([reply.body, STREAM_TAIL])
+        content = _chunks(reply) if is_async else _sync_chunks(reply)
         response = StreamingHttpResponse(content, status=reply.status)
     else:
         response = HttpResponse(reply.body, status=reply.status)
     del response["Content-Type"]
     if reply.content_type is not None:
         response["Content-Type"] = reply.content_type
+    for name, value in reply.headers:
+        response[name] = value
     return response
 
 
-async def _chunks(body: bytes) -> AsyncIterator[bytes]:
-    yield body
+def _sync_chunks(reply: Reply) -> Iterator[bytes]:
+    yield reply.body
+    if reply.mid_stream is not None:
+        reply.mid_stream()
     yield STREAM_TAIL
+
+
+async def _chunks(reply: Reply) -> AsyncIterator[bytes]:
+    for chunk in _sync_chunks(reply):
+        yield chunk
 
 
 @csrf_exempt

@@ -233,6 +233,12 @@ class GripSettings:
     verify_key: Key | None = field(default=None, repr=False)
     #: Answer 501 to every request that did not come through the proxy.
     proxy_only: bool = False
+    #: Where reliable channels keep their history (``sqlite:///...``, ``redis://...``,
+    #: ``memory:``); None: ``GRIP_HISTORY_URL``, else a SQLite file in the working directory.
+    history_url: str | None = field(default=None, repr=False)
+    #: The key that signs next links of recoverable streams; None derives one (see
+    #: ``grip_asgi.link_signer_for``).
+    link_key: Key | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -243,6 +249,8 @@ class GripSettings:
         prefix: str = "",
         proxy_required: bool = False,
         proxy_only: bool = False,
+        history_url: str | None = None,
+        link_key: Key | None = None,
     ) -> GripSettings:
         """Normalise a GRIP URL, a config, or a list of either; ``verify_key`` fills the gaps
         (and verifies ``Grip-Sig`` on its own when there is no proxy)."""
@@ -262,12 +270,21 @@ class GripSettings:
                     f"expected a GRIP URL or GripConfig, got {type(item).__name__}"
                 )
             proxies.append(item.with_verify_key(key))
-        return cls(tuple(proxies), prefix, proxy_required, key, proxy_only)
+        return cls(
+            tuple(proxies),
+            prefix,
+            proxy_required,
+            key,
+            proxy_only,
+            history_url or None,
+            _decode_key(link_key),
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GripSettings:
         """Read ``GRIP_URL`` (or ``GRIP_PROXIES``, a JSON list), ``GRIP_VERIFY_KEY``,
-        ``GRIP_PREFIX``, ``GRIP_PROXY_REQUIRED`` and ``GRIP_PROXY_ONLY``."""
+        ``GRIP_PREFIX``, ``GRIP_PROXY_REQUIRED``, ``GRIP_PROXY_ONLY``, ``GRIP_HISTORY_URL`` and
+        ``GRIP_LINK_KEY``."""
         env = os.environ if environ is None else environ
         grip: list[str | GripConfig] = []
         if env.get("GRIP_URL", "").strip():
@@ -286,6 +303,8 @@ class GripSettings:
             prefix=env.get("GRIP_PREFIX", ""),
             proxy_required=env_flag(env, "GRIP_PROXY_REQUIRED"),
             proxy_only=env_flag(env, "GRIP_PROXY_ONLY"),
+            history_url=env.get("GRIP_HISTORY_URL"),
+            link_key=env.get("GRIP_LINK_KEY") or None,
         )
 
 

@@ -37,6 +37,7 @@ from ._errors import (
     PublishTimeoutError,
 )
 from ._sse import encode_sse_event
+from .history import HistoryStore, StoredEvent, open_history
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -685,6 +686,7 @@ class _BasePublisher(Generic[_C, _R]):
         retries: int = 2,
         backoff: float = 0.1,
         max_body_size: int = MAX_BODY_SIZE,
+        history: HistoryStore | None = None,
     ) -> None:
         if client is not None and not isinstance(client, self._client_type):
             raise TypeError(
@@ -703,6 +705,23 @@ class _BasePublisher(Generic[_C, _R]):
         # Plain-http proxies get a connection of their own per publish (see _transport),
         # unless a client was given or the environment routes http through a proxy.
         self._direct_http = client is None and not _env_http_proxy()
+        self._history = history
+        self._owns_history = history is None
+
+    @property
+    def history(self) -> HistoryStore:
+        """The channel history that :meth:`publish_reliable` appends to: the one given, else
+        ``settings.history_url`` (``GRIP_HISTORY_URL``), opened on first use."""
+        with self._lock:
+            if self._history is None:
+                self._history = open_history(self.settings.history_url)
+            return self._history
+
+    def _reliable(self, event: StoredEvent) -> tuple[str, Item]:
+        # _recovery builds on this module's formats: imported here, not at the top.
+        from ._recovery import reliable_channel, reliable_item
+
+        return reliable_channel(event.channel), reliable_item(event)
 
     def _new_client(self) -> _C:
         raise NotImplementedError
@@ -1082,8 +1101,29 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         if self._queue is not None:
             await self._queue.join()
 
+    async def publish_reliable(
+        self, channel: str, data: str, *, event: str | None = None
+    ) -> StoredEvent:
+        """Publish ``data`` to the subscribers of reliable channel ``channel``, who get it
+        exactly once and in order, whatever they miss on the way.
+
+        It is appended to the :attr:`history` first, then published with its id: a proxy
+        that is down or refuses still raises :class:`PublishError` (with a note of the
+        stored id), but the message is not lost: subscribers recover it from the history.
+        Several processes may publish to one channel at once: every subscriber gets the
+        messages in the order the history numbered them. Returns the stored event.
+        """
+        stored = await self.history.append(channel, data, event=event)
+        try:
+            await self.publish(*self._reliable(stored))
+        except PublishError as exc:
+            exc.add_note(f"stored in {channel!r} as id {stored.id}: subscribers recover it")
+            raise
+        return stored
+
     async def aclose(self) -> None:
-        """Publish what is queued, then close the connection pool (unless it was given)."""
+        """Publish what is queued, then close the connection pool (unless it was given) and
+        the history it opened."""
         if self._closed:
             return
         try:
@@ -1092,6 +1132,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             self._closed = True
             if self._owns_client and self._client is not None:
                 await self._client.aclose()
+            if self._owns_history and self._history is not None:
+                await self._history.aclose()
 
     async def __aenter__(self: _Self) -> _Self:
         return self
@@ -1152,11 +1194,25 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
         except httpx.RequestError as exc:
             return exc
 
+    def publish_reliable(self, channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+        """The blocking :meth:`Publisher.publish_reliable`: append to the history, then
+        publish; a failed publish raises, but subscribers recover the stored message."""
+        stored = self.history.sync.append(channel, data, event=event)
+        try:
+            self.publish(*self._reliable(stored))
+        except PublishError as exc:
+            exc.add_note(f"stored in {channel!r} as id {stored.id}: subscribers recover it")
+            raise
+        return stored
+
     def close(self) -> None:
-        """Close the connection pool (unless it was given). Publishing afterwards raises."""
+        """Close the connection pool (unless it was given) and the history it opened.
+        Publishing afterwards raises."""
         self._closed = True
         if self._owns_client and self._client is not None:
             self._client.close()
+        if self._owns_history and self._history is not None:
+            self._history.sync.close()
 
     def __enter__(self: _Self) -> _Self:
         return self

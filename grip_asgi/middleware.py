@@ -79,6 +79,11 @@ class GripMiddleware:
             for a request that did not come through the proxy (django-grip's
             ``GRIP_PROXY_REQUIRED``); other direct requests, such as health checks, pass.
         proxy_only: answer 501 to every request that did not come through the proxy.
+        history_url: where reliable channels keep their history, for ``publish_reliable``
+            and the recoverable endpoints (``sqlite:///...``, ``redis://...``, ``memory:``);
+            default ``GRIP_HISTORY_URL``, else a SQLite file in the working directory.
+        link_key: the secret that signs the next links of recoverable streams (default
+            ``GRIP_LINK_KEY``, else derived from the verify key). Give every worker the same.
         max_body_size: largest WebSocket-over-HTTP body accepted, in bytes (larger gets 413).
         limits: every request limit at once (see :class:`GripLimits`); overrides max_body_size.
         publisher: the :class:`Publisher` handlers get (for example a
@@ -95,6 +100,8 @@ class GripMiddleware:
         prefix: str | None = None,
         proxy_required: bool | None = None,
         proxy_only: bool | None = None,
+        history_url: str | None = None,
+        link_key: Key | None = None,
         max_body_size: int | None = None,
         limits: GripLimits | None = None,
         publisher: Publisher | None = None,
@@ -112,6 +119,8 @@ class GripMiddleware:
             prefix=base.prefix if prefix is None else prefix,
             proxy_required=base.proxy_required if proxy_required is None else proxy_required,
             proxy_only=base.proxy_only if proxy_only is None else proxy_only,
+            history_url=base.history_url if history_url is None else history_url,
+            link_key=base.link_key if link_key is None else link_key,
         )
         if limits is None:
             limits = GripLimits() if max_body_size is None else GripLimits(max_body_size)

@@ -940,6 +940,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             a bound, a burst of publishes would open as many connections at once, or on httpx
             wait in its pool, where a long queue is slow to serve and times out
             (``PoolTimeout``) instead of publishing.
+        history: the channel history for :meth:`publish_reliable` (the publisher never closes
+            one it was given); default: opened from ``GRIP_HISTORY_URL`` on first use.
     """
 
     _client_type = httpx.AsyncClient
@@ -957,6 +959,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         queue_size: int = 1000,
         on_error: ErrorCallback | None = None,
         max_in_flight: int = 32,
+        history: HistoryStore | None = None,
     ) -> None:
         super().__init__(
             grip,
@@ -966,6 +969,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             retries=retries,
             backoff=backoff,
             max_body_size=max_body_size,
+            history=history,
         )
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")

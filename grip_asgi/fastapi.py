@@ -15,6 +15,10 @@
             ws.accept()
         async for message in ws:
             ws.send(message)
+
+    @app.get("/events/{channel}")  # recoverable SSE, fed by publisher.publish_reliable()
+    async def events(channel: str, events: GripEvents) -> Response:
+        return await events.sse(channel)
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from fastapi import Depends, HTTPException, Request
 from ._context import GripContext
 from ._publish import Publisher
 from ._websocket import WebSocketContext
+from .events import GripEvents as _GripEvents
 from .middleware import get_grip_context, get_publisher
 
 __all__ = (
     "Grip",
+    "GripEvents",
     "GripPublisher",
     "GripWebSocket",
     "get_grip",
+    "get_grip_events",
     "get_grip_publisher",
     "get_grip_websocket",
 )
@@ -57,9 +64,16 @@ async def get_grip_publisher(request: Request) -> Publisher:
     return get_publisher(request)
 
 
+async def get_grip_events(request: Request) -> _GripEvents:
+    """Recoverable SSE and long-poll answers for this request (see ``grip_asgi.events``)."""
+    return _GripEvents(request)
+
+
 #: ``async def handler(grip: Grip)``: the request's GRIP context.
 Grip = Annotated[GripContext, Depends(get_grip)]
 #: ``async def handler(ws: GripWebSocket)``: the WebSocket-over-HTTP context (400 if none).
 GripWebSocket = Annotated[WebSocketContext, Depends(get_grip_websocket)]
 #: ``async def handler(publisher: GripPublisher)``: publish to the app's proxies.
 GripPublisher = Annotated[Publisher, Depends(get_grip_publisher)]
+#: ``async def handler(events: GripEvents)``: ``return await events.sse(channel)``.
+GripEvents = Annotated[_GripEvents, Depends(get_grip_events)]

@@ -83,7 +83,8 @@ command_spec=ipc://{rundir}/{ipc_prefix}command
 id_cache_ttl=60
 # most messages a second sent to clients, as in the stock config (-1: no limit)
 message_rate=${message_rate}
-message_hwm=25000
+# deliveries queued per route; past it Pushpin drops them, logging only a warning
+message_hwm=${message_hwm}
 """)
 
 # The watchdog loads this file by path, so it needs neither the package nor its dependencies.
@@ -125,6 +126,9 @@ class Pushpin:
         message_rate: most messages a second Pushpin sends to its clients, all connections
             together (``message_rate``), 2500 as in Pushpin's stock config; None lifts the
             limit. At 2500, one publish to 1000 subscribers takes 0.4 s to reach them all.
+        message_hwm: most deliveries Pushpin queues per route (``message_hwm``, 25000 as in
+            its stock config). Past it, deliveries are dropped while the publish still
+            answers "Published": set it small to test that nothing is lost.
         executable: the ``pushpin`` command or its path.
         run_dir: directory for config, logs and sockets; kept on :meth:`stop`. None uses a
             fresh temporary directory per start, removed on :meth:`stop`.
@@ -145,6 +149,7 @@ class Pushpin:
         log_level: int = 2,
         max_connections: int = 5000,
         message_rate: int | None = 2500,
+        message_hwm: int = 25000,
         executable: str = "pushpin",
         run_dir: str | None = None,
     ) -> None:
@@ -166,6 +171,8 @@ class Pushpin:
             raise ValueError(f"max_connections must be 1 or more, got {max_connections}")
         if message_rate is not None and message_rate < 1:
             raise ValueError(f"message_rate must be 1 or more (or None), got {message_rate}")
+        if message_hwm < 1:
+            raise ValueError(f"message_hwm must be 1 or more, got {message_hwm}")
         if run_dir is not None and len(os.path.abspath(run_dir)) > _MAX_RUN_DIR:
             raise ValueError(f"run_dir is too long for unix sockets (>{_MAX_RUN_DIR}): {run_dir}")
 
@@ -181,6 +188,7 @@ class Pushpin:
         self._log_level = log_level
         self._max_connections = max_connections
         self._message_rate = -1 if message_rate is None else message_rate
+        self._message_hwm = message_hwm
         self._executable = executable
         self._given_run_dir = None if run_dir is None else os.path.abspath(run_dir)
         self._run_dir: str | None = None
@@ -368,6 +376,7 @@ class Pushpin:
             log_level=self._log_level,
             client_maxconn=self._max_connections,
             message_rate=self._message_rate,
+            message_hwm=self._message_hwm,
             sig_iss=_ini_string(self._sig_iss),
             sig_key=_ini_string(self._sig_key),
             upstream_key=_ini_string(self._upstream_key),

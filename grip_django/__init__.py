@@ -8,17 +8,29 @@ near the top of ``MIDDLEWARE``, and set ``GRIP_URL``. Views then find ``request.
 from __future__ import annotations
 
 from .decorators import set_hold_longpoll, set_hold_stream, websocket_only
+from .events import (
+    alongpoll_response,
+    asse_response,
+    is_next_link,
+    longpoll_response,
+    sse_response,
+)
 from .middleware import GripHttpRequest, GripMiddleware
 from .publish import apublish, get_async_publisher, get_publisher, publish
 
 __all__ = (
     "GripHttpRequest",
     "GripMiddleware",
+    "alongpoll_response",
     "apublish",
+    "asse_response",
     "get_async_publisher",
     "get_publisher",
+    "is_next_link",
+    "longpoll_response",
     "publish",
     "set_hold_longpoll",
     "set_hold_stream",
+    "sse_response",
     "websocket_only",
 )

@@ -19,6 +19,10 @@ deployment can set ``GRIP_URL`` in the environment alone:
   the admin, static files) are served as usual.
 - ``GRIP_PROXY_ONLY``: answer 501 to every request that did not come through the proxy.
 - ``GRIP_MAX_BODY_SIZE``: largest WebSocket-over-HTTP body accepted, in bytes (Django only).
+- ``GRIP_HISTORY_URL``: where reliable channels keep their history (``sqlite:///...``,
+  ``redis://...``, ``memory:``); default: a SQLite file in the working directory.
+- ``GRIP_LINK_KEY``: the secret that signs the next links of recoverable streams; default:
+  derived from ``SECRET_KEY``.
 
 Django's settings are never modified (django-grip's defect D1).
 """
@@ -36,6 +40,7 @@ from django.conf import settings
 from grip_asgi._config import GripConfig, GripSettings, Key, env_flag
 from grip_asgi._context import GripLimits, GripProcessor
 from grip_asgi._errors import GripConfigError
+from grip_asgi.history import HistoryStore, open_history
 
 __all__ = (
     "GRIP_SETTINGS",
@@ -60,6 +65,9 @@ GRIP_SETTINGS = frozenset(
         "GRIP_PREFIX",
         "GRIP_PROXY_REQUIRED",
         "GRIP_PROXY_ONLY",
+        "GRIP_HISTORY_URL",
+        "GRIP_LINK_KEY",
+        "SECRET_KEY",
         "GRIP_MAX_BODY_SIZE",
         "GRIP_MAX_EVENTS",
         "GRIP_MAX_EVENT_SIZE",
@@ -197,7 +205,19 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> GripSettings:
         prefix=read_prefix(environ),
         proxy_required=read_proxy_required(environ),
         proxy_only=read_proxy_only(environ),
+        history_url=_read_str("GRIP_HISTORY_URL", environ),
+        # Every worker has SECRET_KEY: next links verify wherever Pushpin sends them.
+        link_key=_read_str("GRIP_LINK_KEY", environ) or getattr(settings, "SECRET_KEY", None),
     )
+
+
+def _read_str(name: str, environ: Mapping[str, str]) -> str | None:
+    value = _django_setting(name)
+    if value is None:
+        return environ.get(name) or None
+    if not isinstance(value, str):
+        raise GripSettingError(name, f"must be a str, got {_type_name(value)}")
+    return value or None
 
 
 class GripDjangoSettings:
@@ -211,6 +231,7 @@ class GripDjangoSettings:
         self._lock = threading.Lock()
         self._settings: GripSettings | None = None
         self._processor: GripProcessor | None = None
+        self._history: HistoryStore | None = None
 
     @property
     def settings(self) -> GripSettings:
@@ -226,6 +247,15 @@ class GripDjangoSettings:
                 self._processor = GripProcessor(self._read_settings(), limits=read_limits())
             return self._processor
 
+    @property
+    def history(self) -> HistoryStore:
+        """The channel history of reliable channels (``GRIP_HISTORY_URL``), one per process,
+        shared by the recoverable views and the publishers."""
+        with self._lock:
+            if self._history is None:
+                self._history = open_history(self._read_settings().history_url)
+            return self._history
+
     def _read_settings(self) -> GripSettings:
         # Called with the lock held.
         if self._settings is None:
@@ -237,6 +267,7 @@ class GripDjangoSettings:
         with self._lock:
             self._settings = None
             self._processor = None
+            self._history = None
 
 
 #: The process-wide instance.

@@ -1,0 +1,188 @@
+"""Recoverable SSE and long-poll views: nothing lost across reconnects and proxy trouble.
+
+A subscriber of a reliable channel gets every message published with
+:func:`grip_django.publish_reliable`, exactly once and in order::
+
+    from grip_django import publish_reliable, sse_response
+
+    def events(request, channel):  # or async def, with: return await asse_response(...)
+        return sse_response(request, channel)
+
+    def post(request, channel):
+        publish_reliable(channel, request.body.decode())
+        return HttpResponse("published\\n")
+
+The history is ``GRIP_HISTORY_URL``'s; next links are signed with ``GRIP_LINK_KEY``, by
+default derived from ``SECRET_KEY``. See ``grip_asgi.events`` for what each argument does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from django.http import HttpRequest, HttpResponse
+
+from grip_asgi._context import GripContext
+from grip_asgi._recovery import (
+    LINK_PARAM,
+    RecoveryRequestError,
+    Reply,
+    Rules,
+    Snapshot,
+    StreamOptions,
+    SubscribeRequest,
+    link_signer_for,
+    longpoll_steps,
+    run,
+    run_sync,
+    sse_steps,
+)
+
+from .conf import grip_conf
+from .middleware import plain_response
+
+__all__ = (
+    "alongpoll_response",
+    "asse_response",
+    "is_next_link",
+    "longpoll_response",
+    "sse_response",
+)
+
+Channels = str | Sequence[str]
+
+
+def is_next_link(request: HttpRequest) -> bool:
+    """The proxy is fetching a next link: its signed token names the channels and user, and
+    the request carries no session cookie, so let it past your own login check."""
+    grip = getattr(request, "grip", None)
+    return isinstance(grip, GripContext) and grip.is_proxied and LINK_PARAM in request.GET
+
+
+def sse_response(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    user: str | None = None,
+    history: int = 0,
+    snapshot: Snapshot | None = None,
+    page_size: int = 100,
+    link_timeout: int = 60,
+    keep_alive: int = 20,
+) -> HttpResponse:
+    """A recoverable Server-Sent Events stream of ``channels``, from a sync view. A bad
+    channel name gets a 400."""
+    options = _options(channels, user, history, page_size, link_timeout, keep_alive)
+    return _answer_sync(request, sse_steps, options, snapshot)
+
+
+async def asse_response(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    user: str | None = None,
+    history: int = 0,
+    snapshot: Snapshot | None = None,
+    page_size: int = 100,
+    link_timeout: int = 60,
+    keep_alive: int = 20,
+) -> HttpResponse:
+    """:func:`sse_response` for an async view."""
+    options = _options(channels, user, history, page_size, link_timeout, keep_alive)
+    return await _answer(request, sse_steps, options, snapshot)
+
+
+def longpoll_response(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    user: str | None = None,
+    timeout: int = 55,
+    history: int = 0,
+    snapshot: Snapshot | None = None,
+    page_size: int = 100,
+) -> HttpResponse:
+    """A recoverable long-poll of ``channels`` (JSON ``{"events": [...], "last_event_id":
+    ...}``), from a sync view."""
+    options = _options(channels, user, history, page_size, timeout=timeout)
+    return _answer_sync(request, longpoll_steps, options, snapshot)
+
+
+async def alongpoll_response(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    user: str | None = None,
+    timeout: int = 55,
+    history: int = 0,
+    snapshot: Snapshot | None = None,
+    page_size: int = 100,
+) -> HttpResponse:
+    """:func:`longpoll_response` for an async view."""
+    options = _options(channels, user, history, page_size, timeout=timeout)
+    return await _answer(request, longpoll_steps, options, snapshot)
+
+
+def _options(
+    channels: Channels,
+    user: str | None,
+    history: int,
+    page_size: int,
+    link_timeout: int = 60,
+    keep_alive: int = 20,
+    timeout: int = 55,
+) -> StreamOptions | RecoveryRequestError:
+    names = (channels,) if isinstance(channels, str) else tuple(channels)
+    try:
+        return StreamOptions(
+            names,
+            user=user,
+            history=history,
+            page_size=page_size,
+            link_timeout=link_timeout,
+            keep_alive=keep_alive,
+            timeout=timeout,
+        )
+    except RecoveryRequestError as exc:  # a channel name from the URL: the client's 400
+        return exc
+
+
+def _answer_sync(
+    request: HttpRequest,
+    rules: Rules,
+    options: StreamOptions | RecoveryRequestError,
+    snapshot: Snapshot | None,
+) -> HttpResponse:
+    if isinstance(options, RecoveryRequestError):
+        return plain_response(options.status_hint, str(options))
+    steps = rules(_subscribe(request), options, link_signer_for(grip_conf.settings), bool(snapshot))
+    return _response(run_sync(steps, grip_conf.history.sync, snapshot))
+
+
+async def _answer(
+    request: HttpRequest,
+    rules: Rules,
+    options: StreamOptions | RecoveryRequestError,
+    snapshot: Snapshot | None,
+) -> HttpResponse:
+    if isinstance(options, RecoveryRequestError):
+        return plain_response(options.status_hint, str(options))
+    steps = rules(_subscribe(request), options, link_signer_for(grip_conf.settings), bool(snapshot))
+    return _response(await run(steps, grip_conf.history, snapshot))
+
+
+def _subscribe(request: HttpRequest) -> SubscribeRequest:
+    grip = getattr(request, "grip", None)
+    if not isinstance(grip, GripContext):
+        raise RuntimeError(
+            "request.grip is missing: add 'grip_django.middleware.GripMiddleware' to MIDDLEWARE"
+        )
+    query = {name: request.GET[name] for name in request.GET}
+    return SubscribeRequest(grip, request.headers.get("Last-Event-ID"), query, time.time())
+
+
+def _response(reply: Reply) -> HttpResponse:
+    if reply.status >= 400:
+        return plain_response(reply.status, reply.body.decode().rstrip("\n"))
+    return HttpResponse(reply.body, status=reply.status, content_type=reply.media_type)

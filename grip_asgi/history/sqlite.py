@@ -228,9 +228,8 @@ class _SyncSQLiteHistory(SyncHistory):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         try:
-            # WAL: readers never block the writer and the writer never blocks readers.
+            self._use_wal(conn)
             # synchronous=NORMAL: a commit survives the process crashing (not a power cut).
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if not self._schema_ready:
                 conn.execute("BEGIN IMMEDIATE")
@@ -242,6 +241,23 @@ class _SyncSQLiteHistory(SyncHistory):
             conn.close()
             raise self._unavailable(exc) from exc
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL: readers never block the writer, nor the writer readers.
+
+        The mode is kept in the file, so only its first users switch. Switching takes a lock
+        that SQLite does not wait for (its busy timeout does not apply), so connections
+        racing on a new file wait here instead, within the same timeout.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.005)
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:

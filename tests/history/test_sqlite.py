@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,28 @@ def test_a_store_made_before_fork_works_in_the_child(tmp_path: Path) -> None:
         "parent 1",
     ]
     store.sync.close()
+
+
+def test_threads_racing_to_first_use_a_new_file_all_get_in(tmp_path: Path) -> None:
+    # Switching a new file to WAL takes a lock that SQLite's busy timeout does not cover.
+    errors: list[BaseException] = []
+
+    def first_use(store: SQLiteHistory, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            store.sync.append("ch", "x")
+        except BaseException as exc:
+            errors.append(exc)
+
+    for round_ in range(25):
+        store = SQLiteHistory(tmp_path / f"new-{round_}.sqlite3", retention=UNBOUNDED)
+        start = threading.Barrier(6, timeout=30)
+        threads = [threading.Thread(target=first_use, args=(store, start)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        store.sync.close()
+        assert errors == []
+        with SQLiteHistory(store.path).sync as reopened:
+            assert [event.id for event in reopened.read("ch")] == [1, 2, 3, 4, 5, 6]

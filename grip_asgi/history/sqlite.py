@@ -195,18 +195,14 @@ class _SyncSQLiteHistory(SyncHistory):
     def executor(self) -> ThreadPoolExecutor:
         """The threads the async face runs on (each keeps its own connection)."""
         with self._lock:
-            self._check_open()
-            if self._pid != os.getpid():
-                self._reset_for_process()
+            self._check_usable()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(4, thread_name_prefix="grip-history-sqlite")
             return self._executor
 
     def _connection(self) -> sqlite3.Connection:
         with self._lock:
-            self._check_open()
-            if self._pid != os.getpid():
-                self._reset_for_process()
+            self._check_usable()
             conn: _Connection | None = getattr(self._local, "conn", None)
             if conn is not None:
                 return conn
@@ -284,6 +280,12 @@ class _SyncSQLiteHistory(SyncHistory):
             f"the SQLite history store {self.path!r} is unavailable: {exc}",
             store=f"sqlite:{self.path}",
         )
+
+    def _check_usable(self) -> None:
+        """(Under the lock.) Raise when closed; in a forked child, start afresh."""
+        self._check_open()
+        if self._pid != os.getpid():
+            self._reset_for_process()
 
     def _check_open(self) -> None:
         if self._closed:

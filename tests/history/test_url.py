@@ -243,3 +243,23 @@ def test_the_history_package_imports_no_framework_and_not_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_reprs_name_the_store_and_its_retention() -> None:
+    assert repr(open_history("memory:?max_events=5")) == (
+        "<MemoryHistory Retention(max_events=5, max_age=86400.0)>"
+    )
+    assert repr(open_history("sqlite:///h.db?max_age=none")) == (
+        "<SQLiteHistory 'h.db' Retention(max_events=1000, max_age=None)>"
+    )
+    assert repr(open_history("redis://:s3cret@h:1/0")) == (
+        "<RedisHistory redis://***@h:1/0 key_prefix='grip:' "
+        "Retention(max_events=1000, max_age=86400.0)>"
+    )
+
+
+def test_the_package_has_no_other_names() -> None:
+    import grip_asgi.history
+
+    with pytest.raises(AttributeError, match="no attribute 'RedisStore'"):
+        grip_asgi.history.RedisStore  # noqa: B018

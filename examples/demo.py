@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from grip_asgi.history import DEFAULT_HISTORY_URL
 from grip_asgi.pushpin import Pushpin
 
 APPS = {
@@ -102,10 +103,13 @@ grip-asgi demo: {args.app} example (2 workers) behind Pushpin
   HTTP stream   curl -N {url}/stream/news
   SSE           curl -N {url}/sse/news
   long-poll     curl {url}/poll/news
+  recoverable   curl -N {url}/events/news   (SSE that loses nothing: stop it, publish,
+                curl -N -H 'Last-Event-ID: news:1' {url}/events/news    and resume)
 
-  publish       curl -d hello {url}/publish/news
+  publish       curl -d hello {url}/publish/news   (reliably, and to plain subscribers)
            or   GRIP_URL='{pushpin.grip_url}' .venv/bin/python -m grip_asgi publish news hello
 
+Reliable channels keep their history in {env.get("GRIP_HISTORY_URL", DEFAULT_HISTORY_URL)}.
 Ctrl-C stops Pushpin and the app.
 """,
             flush=True,

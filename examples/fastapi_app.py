@@ -1,4 +1,5 @@
-"""The grip-asgi example app: WebSocket echo and chat, HTTP stream, SSE and long-poll.
+"""The grip-asgi example app: WebSocket echo and chat, HTTP stream, SSE and long-poll, and
+a recoverable SSE stream (``/events/{channel}``) that loses nothing across reconnects.
 
 Run it behind Pushpin (route ``* 127.0.0.1:8000,over_http``)::
 
@@ -7,6 +8,7 @@ Run it behind Pushpin (route ``* 127.0.0.1:8000,over_http``)::
 
 Every connection is held by the proxy; this app only answers short requests, so any number
 of workers (or containers) serve it, and a publish from any process reaches every client.
+Reliable channels keep their history in ``GRIP_HISTORY_URL`` (default: a SQLite file here).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from grip_asgi import GripMiddleware, PublishError, encode_sse_event, parse_last_event_id
-from grip_asgi.fastapi import Grip, GripPublisher, GripWebSocket
+from grip_asgi.fastapi import Grip, GripEvents, GripPublisher, GripWebSocket
 
-from .shared import BAD_ROOM, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
+from .shared import BAD_ROOM, CHAT_HISTORY, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
 
 logger = logging.getLogger(__name__)
 app = FastAPI(title="grip-asgi example")
@@ -50,7 +52,9 @@ async def echo(ws: GripWebSocket) -> None:
 async def chat(room: str, ws: GripWebSocket, publisher: GripPublisher) -> None:
     """Every member of the room gets every text message, published through the proxy.
 
-    ``/leave`` closes the connection with code 4000; a bad room name is refused on open.
+    A new member first gets the room's recent history, so the page survives a reload; the
+    room is also a reliable channel, readable at ``/events/{room}``. ``/leave`` closes the
+    connection with code 4000; a bad room name is refused on open.
     """
     if ws.is_opening():
         if not ROOM_NAME.fullmatch(room):
@@ -58,13 +62,16 @@ async def chat(room: str, ws: GripWebSocket, publisher: GripPublisher) -> None:
             return
         ws.accept()
         ws.subscribe(room)
+        for said in await publisher.history.latest(room, CHAT_HISTORY):
+            ws.send(said.data)
     async for message in ws:
         if message == LEAVE:
             ws.close(4000, "left the room")
             break
         if isinstance(message, str):
             try:
-                await publisher.publish_websocket(room, message)
+                await publisher.publish_reliable(room, message)  # history and /events
+                await publisher.publish_websocket(room, message)  # the room's members
             except PublishError as exc:
                 # A proxy that is down must not cost this client its connection (the 500
                 # would): the members on the other proxies got it, and the log says who didn't.
@@ -105,9 +112,17 @@ async def poll(
     return PlainTextResponse("timeout\n")
 
 
+@app.get("/events/{channel}")
+async def events(channel: str, events: GripEvents) -> Response:
+    """Recoverable SSE: a client that reconnects (``EventSource`` sends ``Last-Event-ID``)
+    first gets every message it missed, then the live ones; a new one gets the last 10."""
+    return await events.sse(channel, history=10)
+
+
 @app.post("/publish/{channel}")
 async def publish(channel: str, request: Request, publisher: GripPublisher) -> Response:
-    """Publish the body to every kind of subscriber of ``channel``."""
+    """Publish the body reliably (``/events``) and to every plain subscriber of ``channel``."""
     message = (await request.body()).decode("utf-8", errors="replace")
+    await publisher.publish_reliable(channel, message)
     await publisher.publish_text(channel, message)
     return PlainTextResponse("published\n")

@@ -13,5 +13,6 @@ urlpatterns = [
     path("stream/<str:channel>", views.stream),
     path("sse/<str:channel>", views.sse),
     path("poll/<str:channel>", views.poll),
+    path("events/<str:channel>", views.events),
     path("publish/<str:channel>", views.publish),
 ]

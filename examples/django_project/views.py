@@ -1,4 +1,5 @@
-"""The grip-asgi example on Django: WebSocket echo and chat, HTTP stream, SSE and long-poll.
+"""The grip-asgi example on Django: WebSocket echo and chat, HTTP stream, SSE, long-poll, and
+a recoverable SSE stream (``/events/<channel>``) that loses nothing across reconnects.
 
 The same routes, with the same behaviour, as ``examples/fastapi_app.py``. Run it behind
 Pushpin (route ``* 127.0.0.1:8000,over_http``), under ASGI or WSGI::
@@ -27,13 +28,16 @@ from grip_asgi import (
 from grip_django import (
     GripHttpRequest,
     apublish,
+    asse_response,
+    get_async_publisher,
     get_publisher,
     set_hold_longpoll,
     set_hold_stream,
     websocket_only,
 )
+from grip_django.conf import grip_conf
 
-from ..shared import BAD_ROOM, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
+from ..shared import BAD_ROOM, CHAT_HISTORY, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,9 @@ async def echo(request: GripHttpRequest) -> None:
 async def chat(request: GripHttpRequest, room: str) -> None:
     """Every member of the room gets every text message, published through the proxy.
 
-    ``/leave`` closes the connection with code 4000; a bad room name is refused on open.
+    A new member first gets the room's recent history, so the page survives a reload; the
+    room is also a reliable channel, readable at ``/events/<room>``. ``/leave`` closes the
+    connection with code 4000; a bad room name is refused on open.
     """
     ws = request.grip.ws
     assert ws is not None
@@ -77,13 +83,16 @@ async def chat(request: GripHttpRequest, room: str) -> None:
             return
         ws.accept()
         ws.subscribe(room)
+        for said in await grip_conf.history.latest(room, CHAT_HISTORY):
+            ws.send(said.data)
     async for message in ws:
         if message == LEAVE:
             ws.close(4000, "left the room")
             break
         if isinstance(message, str):
             try:
-                await apublish(room, WebSocketMessageFormat(message))
+                await get_async_publisher().publish_reliable(room, message)  # history, /events
+                await apublish(room, WebSocketMessageFormat(message))  # the room's members
             except PublishError as exc:
                 # A proxy that is down must not cost this client its connection (the 500
                 # would): the members on the other proxies got it, and the log says who didn't.
@@ -123,10 +132,18 @@ def poll(request: GripHttpRequest, channel: str) -> HttpResponse:
     return _text("timeout\n")
 
 
+async def events(request: GripHttpRequest, channel: str) -> HttpResponse:
+    """Recoverable SSE: a client that reconnects (``EventSource`` sends ``Last-Event-ID``)
+    first gets every message it missed, then the live ones; a new one gets the last 10."""
+    return await asse_response(request, channel, history=10)
+
+
 @csrf_exempt
 @require_POST
 def publish(request: HttpRequest, channel: str) -> HttpResponse:
-    """Publish the body to every kind of subscriber of ``channel``."""
+    """Publish the body reliably (``/events``) and to every plain subscriber of ``channel``."""
     message = request.body.decode("utf-8", errors="replace")
-    get_publisher().publish_text(channel, message)
+    publisher = get_publisher()
+    publisher.publish_reliable(channel, message)
+    publisher.publish_text(channel, message)
     return _text("published\n")

@@ -59,7 +59,9 @@ import yaml
 
 import grip_asgi
 import grip_asgi._transport
+import grip_asgi.events
 import grip_asgi.fastapi
+import grip_asgi.history
 import grip_asgi.pushpin
 import grip_asgi.testing
 from grip_asgi import (
@@ -924,7 +926,14 @@ def test_readme_quick_start_is_two_commands() -> None:
     assert found == [["./scripts/demo"], ["./scripts/test"]]
 
 
-PUBLIC_MODULES = ("grip_asgi", "grip_asgi.fastapi", "grip_asgi.testing", "grip_asgi.pushpin")
+PUBLIC_MODULES = (
+    "grip_asgi",
+    "grip_asgi.fastapi",
+    "grip_asgi.events",
+    "grip_asgi.history",
+    "grip_asgi.testing",
+    "grip_asgi.pushpin",
+)
 
 
 def test_api_reference_lists_exactly_the_public_names() -> None:

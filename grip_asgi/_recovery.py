@@ -363,6 +363,8 @@ def run_sync(steps: Steps, store: SyncHistory, snapshot: Snapshot | None = None)
                 assert snapshot is not None
                 result = snapshot(op.channel, op.last_id)
                 if inspect.isawaitable(result):
+                    # Close a coroutine that will never run: no "never awaited" warning.
+                    getattr(result, "close", lambda: None)()
                     raise TypeError("a sync view needs a sync snapshot hook")
         except HistoryGapError as exc:
             error = exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,15 +21,24 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from grip_asgi import GripConfigError, GripMiddleware, GripSettings, Publisher
+from grip_asgi._context import GripContext, GripProcessor, RequestHead
 from grip_asgi._recovery import (
     LINK_PARAM,
     LinkSigner,
     RecoveryRequestError,
+    Steps,
+    StreamOptions,
+    SubscribeRequest,
+    _b64,
     format_positions,
     link_signer_for,
+    longpoll_steps,
     parse_positions,
     reliable_channel,
     reliable_item,
+    run,
+    run_sync,
+    sse_steps,
 )
 from grip_asgi.events import get_events
 from grip_asgi.history import MemoryHistory, Retention, StoredEvent
@@ -411,9 +421,6 @@ def test_a_long_poll_past_retention_gets_a_reset_entry(
 
 
 def test_the_blocking_driver_gives_the_same_reply(history: MemoryHistory) -> None:
-    from grip_asgi._context import GripProcessor, RequestHead
-    from grip_asgi._recovery import StreamOptions, SubscribeRequest, run_sync, sse_steps
-
     fill(history, "news", 3)
     processor = GripProcessor(GripSettings.build(GRIP_URL))
     grip = processor.inspect(RequestHead("GET", grip_sig=[proxy.headers()["Grip-Sig"]]))
@@ -422,3 +429,98 @@ def test_the_blocking_driver_gives_the_same_reply(history: MemoryHistory) -> Non
     reply = run_sync(steps, history.sync)
     assert [e["id"] for e in sse_events(reply.body)] == ["news:2", "news:3"]
     assert grip.instruct is not None and grip.instruct.hold == "stream"
+    gone = SubscribeRequest(proxied_grip(), "news:99", {}, 0.0)  # past the current id
+    reply = run_sync(sse_steps(gone, StreamOptions(("news",)), LinkSigner()), history.sync)
+    assert [e["event"] for e in sse_events(reply.body)] == ["stream-reset"]
+
+
+# --- The rest of the rules' corners ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channels": ()}, "at least one channel"),
+        ({"channels": ("a", "a")}, "repeat"),
+        ({"history": -1}, "history"),
+        ({"page_size": 0}, "page_size"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+def test_stream_options_refuse_what_cannot_work(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StreamOptions(**{"channels": ("a",), **kwargs})
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"c": "news", "e": 10**10},  # channels not a list
+        {"c": ["news"], "e": 10**10, "u": 7},  # user not a str
+        {"c": ["news"], "e": 10**10, "p": [1]},  # positions not an object
+        {"c": ["news"], "e": "later"},  # expiry not a number
+        ["not", "an", "object"],
+    ],
+)
+def test_a_signed_token_of_the_wrong_shape_is_refused(claims: Any) -> None:
+    signer = LinkSigner("k" * 32)
+    payload = _b64(json.dumps(claims).encode())
+    token = f"{payload}.{_b64(signer._mac(payload))}"
+    with pytest.raises(RecoveryRequestError) as caught:
+        signer.verify(token, 0)
+    assert caught.value.status_hint == 403
+
+
+def proxied_grip(last: dict[str, str] | None = None) -> GripContext:
+    processor = GripProcessor(GripSettings.build(GRIP_URL))
+    return processor.inspect(
+        RequestHead(
+            "GET",
+            grip_sig=[proxy.headers()["Grip-Sig"]],
+            grip_last=[f"{k}; last-id={v}" for k, v in (last or {}).items()],
+        )
+    )
+
+
+@pytest.mark.anyio
+async def test_an_async_snapshot_hook_is_awaited(history: MemoryHistory) -> None:
+    async def hook(channel: str, last_id: int) -> str | None:
+        return None if channel == "quiet" else f"{channel}@{last_id}"
+
+    request = SubscribeRequest(proxied_grip(), None, {}, 0.0)
+    options = StreamOptions(("doc", "quiet"))
+    reply = await run(sse_steps(request, options, LinkSigner("k" * 32), True), history, hook)
+    assert sse_events(reply.body) == [{"event": "snapshot", "id": "doc:0,quiet:0", "data": "doc@0"}]
+
+
+def test_the_blocking_driver_calls_a_sync_snapshot_and_refuses_an_async_one(
+    history: MemoryHistory,
+) -> None:
+    def steps() -> Steps:
+        request = SubscribeRequest(proxied_grip(), None, {}, 0.0)
+        return longpoll_steps(request, StreamOptions(("doc",)), LinkSigner("k" * 32), True)
+
+    reply = run_sync(steps(), history.sync, snapshot)
+    assert json.loads(reply.body)["events"] == [
+        {"channel": "doc", "event": "snapshot", "data": "state of doc at 0"}
+    ]
+
+    async def async_hook(channel: str, last_id: int) -> str:  # pragma: no cover - never awaited
+        return ""
+
+    with pytest.raises(TypeError, match="sync snapshot hook"):
+        run_sync(steps(), history.sync, async_hook)
+
+
+def test_a_grip_last_that_is_not_ours_is_ignored(history: MemoryHistory) -> None:
+    fill(history, "news", 2)
+    request = SubscribeRequest(proxied_grip({"reliable:news": "x7"}), "news:1", {}, 0.0)
+    reply = run_sync(sse_steps(request, StreamOptions(("news",)), LinkSigner()), history.sync)
+    assert [e["id"] for e in sse_events(reply.body)] == ["news:2"]  # Last-Event-ID instead
+
+
+def test_a_long_poll_with_a_bad_last_event_id_is_a_400(client: TestClient) -> None:
+    response = client.get("/poll/q?last_event_id=q", headers=proxy.headers())
+    assert response.status_code == 400 and b"channel:id" in response.content
+    bad_name = client.get("/poll/a%3Bb", headers=proxy.headers())
+    assert bad_name.status_code == 400

@@ -160,3 +160,10 @@ def test_the_history_follows_the_setting() -> None:
     with override_settings(GRIP_HISTORY_URL="memory:?max_events=3"):
         assert grip_conf.history is not first
         assert grip_conf.history.retention.max_events == 3
+
+
+def test_without_the_middleware_the_views_say_what_is_missing() -> None:
+    from django.test import RequestFactory
+
+    with pytest.raises(RuntimeError, match="GripMiddleware"):
+        sse_response(RequestFactory().get("/"), "news")

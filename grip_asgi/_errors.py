@@ -14,9 +14,10 @@ Every exception derives from :class:`GripError`::
     │   ├── InstructNotAvailableError         the request did not come through a GRIP proxy
     │   └── InstructTooLateError              ``start_instruct()`` after the response started
     ├── WebSocketStateError (also RuntimeError)   a WebSocketContext used in the wrong state
-    └── PublishError                          a publish failed; carries proxy, status and body
+    └── PublishError                          a publish failed; says what was delivered and what not
         ├── PublishConnectionError            the proxy could not be reached
         ├── PublishTimeoutError               the proxy did not answer in time
+        ├── PublishReplyError                 the proxy's reply was missing, broken off or malformed
         └── MultiPublishError                 some of several proxies failed; lists each error
 
 ``GripProtocolError`` is what a middleware turns into a 4xx reply; the others are raised
@@ -26,6 +27,13 @@ to the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._publish import Item
+
+    #: A ``(channel, item)`` pair, as ``publish_many`` takes them.
+    Entry = tuple[str, Item]
 
 __all__ = (
     "ConnectionIdMissingError",
@@ -39,6 +47,7 @@ __all__ = (
     "MultiPublishError",
     "PublishConnectionError",
     "PublishError",
+    "PublishReplyError",
     "PublishTimeoutError",
     "RequestHeaderTooLargeError",
     "RequestTooLargeError",
@@ -108,15 +117,41 @@ class PublishError(GripError):
 
     ``proxy`` is the proxy's control URI (never with credentials), ``status`` the HTTP status
     it answered with (None when there was no answer) and ``body`` the start of its reply.
+
+    What got through, so that a retry resends nothing twice (items are the ``(channel,
+    item)`` pairs of the publish, in order):
+
+    - ``delivered``: the proxies that took every item (see :class:`MultiPublishError`).
+    - ``delivered_items``: the items the proxy took before the failure.
+    - ``failed_items``: the items it did not take: the failed request's and every later one.
+    - ``unsure_items``: the first of ``failed_items``, when the failed request may have
+      reached the proxy anyway (it answered 5xx, or its answer was lost). Resending them is
+      safe only where the proxy drops a repeated item ``id``: Pushpin does; Fastly Fanout does
+      not say so (see ``RetryPolicy``).
+
+    ``Publisher.retry(error)`` resends ``failed_items`` to each proxy that missed them.
     """
 
     def __init__(
-        self, message: str, *, proxy: str = "", status: int | None = None, body: str = ""
+        self,
+        message: str,
+        *,
+        proxy: str = "",
+        status: int | None = None,
+        body: str = "",
+        delivered: Sequence[str] = (),
+        delivered_items: Sequence[Entry] = (),
+        failed_items: Sequence[Entry] = (),
+        unsure_items: Sequence[Entry] = (),
     ) -> None:
         super().__init__(message)
         self.proxy = proxy
         self.status = status
         self.body = body
+        self.delivered = tuple(delivered)
+        self.delivered_items = tuple(delivered_items)
+        self.failed_items = tuple(failed_items)
+        self.unsure_items = tuple(unsure_items)
 
 
 class PublishConnectionError(PublishError):
@@ -127,18 +162,36 @@ class PublishTimeoutError(PublishError):
     """The proxy did not answer the publish within the timeout."""
 
 
+class PublishReplyError(PublishError):
+    """The request reached the proxy, but its reply was missing, broken off or malformed.
+
+    ``status`` is the status the reply began with, or None when none arrived. The items may
+    have been published (``unsure_items``), unless the status was a 4xx.
+    """
+
+
 class MultiPublishError(PublishError):
     """Publishing to several proxies failed for at least one of them.
 
-    ``errors`` holds one :class:`PublishError` per failed proxy; ``succeeded`` lists the
-    control URIs of the proxies that accepted the items.
+    ``errors`` holds one :class:`PublishError` per failed proxy, each saying which items that
+    proxy took; ``delivered`` (also ``succeeded``) lists the control URIs of the proxies that
+    took every item. ``failed_items`` are the items at least one proxy did not take,
+    ``unsure_items`` those that may have reached one anyway, and ``delivered_items`` the items
+    every proxy took.
     """
 
     def __init__(self, errors: Sequence[PublishError], succeeded: Sequence[str] = ()) -> None:
         # Each error's message names its proxy already.
         failed = "; ".join(str(e) for e in errors)
+        # Every proxy's failed items are a tail of the same items, so the longest holds all.
+        failed_items = max((e.failed_items for e in errors), key=len, default=())
+        unsure = {id(entry) for e in errors for entry in e.unsure_items}
         super().__init__(
-            f"publish failed on {len(errors)} of {len(errors) + len(succeeded)} proxies ({failed})"
+            f"publish failed on {len(errors)} of {len(errors) + len(succeeded)} proxies ({failed})",
+            delivered=succeeded,
+            delivered_items=min((e.delivered_items for e in errors), key=len, default=()),
+            failed_items=failed_items,
+            unsure_items=[entry for entry in failed_items if id(entry) in unsure],
         )
         self.errors = list(errors)
         self.succeeded = list(succeeded)

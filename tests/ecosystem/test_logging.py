@@ -73,6 +73,7 @@ def test_the_modules_that_log() -> None:
     assert LOGGING_MODULES == [
         "grip_asgi._context",
         "grip_asgi._publish",
+        "grip_asgi._recovery",
         "grip_asgi._signature",
         "grip_asgi.middleware",
         "grip_django.middleware",

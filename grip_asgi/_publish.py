@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import random
+import sys
 import threading
 import time
 import urllib.request
@@ -34,6 +36,7 @@ from ._errors import (
     MultiPublishError,
     PublishConnectionError,
     PublishError,
+    PublishReplyError,
     PublishTimeoutError,
 )
 from ._sse import encode_sse_event
@@ -431,16 +434,27 @@ class PublishRequest:
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
     item_count: int
-    #: Every item has an id, so the proxy drops a duplicate and a resend is safe (spec §3.6).
+    #: Every item has an id, so a proxy that drops a repeated id makes a resend safe (§3.6).
     idempotent: bool
     #: Strings scrubbed from anything this request's errors say.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: The ``(channel, item)`` pairs in the body, as given: what an error says was not taken.
+    entries: tuple[tuple[str, Item], ...] = field(default=(), repr=False, compare=False)
+    #: The proxy is Fastly Fanout's API, which does not say that it drops a repeated id.
+    fastly: bool = False
 
 
 def _proxy_name(config: GripConfig) -> str:
     parts = urlsplit(config.control_uri)
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+_FASTLY_API_HOST = "api.fastly.com"
+
+
+def _is_fastly(config: GripConfig) -> bool:
+    return urlsplit(config.control_uri).hostname == _FASTLY_API_HOST
 
 
 # One encoder for every body: json.dumps with separators= builds a new one on each call.
@@ -547,12 +561,18 @@ def build_publish_requests(
     """
     if not settings.proxies:
         raise GripConfigError(_NO_PROXY)
+    entries = []
     encoded = []
     for entry in items:
         channel, item = _check_entry(entry)
         data = _compact_json(item.to_dict(settings.prefix + channel))
+        entries.append(entry)
         encoded.append((data.encode("utf-8"), item.id is not None))
-    bodies = list(_chunks(encoded, max_body_size))
+    bodies = []
+    start = 0
+    for body, count, idempotent in _chunks(encoded, max_body_size):
+        bodies.append((body, count, idempotent, tuple(entries[start : start + count])))
+        start += count
     plan = []
     for config in settings.proxies:
         headers = {"Content-Type": "application/json"}
@@ -560,10 +580,11 @@ def build_publish_requests(
         if auth is not None:
             headers["Authorization"] = auth
         proxy, url, secrets = _proxy_name(config), config.publish_url, _secrets(config, auth)
+        fastly = _is_fastly(config)
         plan.append(
             [
-                PublishRequest(proxy, url, headers, body, count, idempotent, secrets)
-                for body, count, idempotent in bodies
+                PublishRequest(proxy, url, headers, body, count, idempotent, secrets, sent, fastly)
+                for body, count, idempotent, sent in bodies
             ]
         )
     return plan
@@ -579,9 +600,17 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 class RetryPolicy:
     """Which failed publish attempts are retried, and how long to wait first.
 
-    A request is resent after a connection failure, a timeout or a 5xx, but only when every
-    item in it has an ``id`` (the proxy drops the duplicate), unless the request never left
-    (connect failures). A 4xx is final. Waits use full jitter: a uniform random share of
+    An attempt that never reached the proxy (connecting failed or timed out) is resent. One
+    that may have reached it (a 5xx, a timeout or a broken connection once the request was
+    on its way, a reply that broke off) is resent only when the proxy will drop the copy:
+
+    - **Pushpin**: when every item in the request has an ``id``. Pushpin drops an item whose
+      id it saw on the channel within ``id_cache_ttl`` seconds (60 by default).
+    - **Fastly Fanout** (a control URI on ``api.fastly.com``): not at all, unless
+      ``resend_to_fastly`` is set, and then when every item has an ``id``. Fastly's
+      publishing API documents ``id`` for sequencing only, not that a repeat is dropped.
+
+    A 4xx is final. Waits use full jitter: a uniform random share of
     ``backoff * 2**(retry - 1)``, capped at ``max_backoff``.
     """
 
@@ -590,6 +619,8 @@ class RetryPolicy:
     max_backoff: float = 5.0
     #: Returns a float in [0, 1); injectable for tests.
     uniform: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    #: Resend to Fastly Fanout what may have reached it, when every item has an id.
+    resend_to_fastly: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
@@ -601,25 +632,53 @@ class RetryPolicy:
 
     def should_retry(self, request: PublishRequest, outcome: Outcome) -> bool:
         """Whether a failed attempt may be resent (the retry budget aside)."""
-        if isinstance(outcome, httpx.Response):
-            return outcome.status_code >= 500 and request.idempotent
-        return isinstance(outcome, _NOT_SENT) or request.idempotent
+        if not _may_have_arrived(outcome):
+            return isinstance(outcome, _NOT_SENT)  # a 4xx is final
+        return request.idempotent and (self.resend_to_fastly or not request.fastly)
 
 
-def _failure(request: PublishRequest, outcome: Outcome, attempts: int) -> PublishError:
-    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+def _may_have_arrived(outcome: Outcome) -> bool:
+    """The proxy may have taken the items, though the attempt failed (or the reply broke)."""
     if isinstance(outcome, httpx.Response):
+        return outcome.status_code >= 500
+    return not isinstance(outcome, _NOT_SENT)
+
+
+def _failure(
+    request: PublishRequest,
+    outcome: Outcome,
+    attempts: int,
+    delivered: Sequence[tuple[str, Item]],
+    failed: Sequence[tuple[str, Item]],
+) -> PublishError:
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    proxy = request.proxy
+    items: dict[str, Any] = {
+        "proxy": proxy,
+        "delivered_items": delivered,
+        "failed_items": failed,
+        "unsure_items": request.entries if _may_have_arrived(outcome) else (),
+    }
+    if isinstance(outcome, httpx.Response):
+        status = outcome.status_code
         body = _redact(outcome.text[:_BODY_SNIPPET], request.secrets)
         summary = " ".join(body.split()) or "(empty body)"
-        message = f"{request.proxy} answered {outcome.status_code}{tries}: {summary}"
-        return PublishError(message, proxy=request.proxy, status=outcome.status_code, body=body)
+        broken = outcome.extensions.get(_transport.BROKEN)
+        if broken is not None:
+            message = f"{proxy}'s reply broke off after status {status}: {broken}{tries}: {summary}"
+            return PublishReplyError(message, status=status, body=body, **items)
+        return PublishError(
+            f"{proxy} answered {status}{tries}: {summary}", status=status, body=body, **items
+        )
     if isinstance(outcome, httpx.TimeoutException):
-        message = f"{request.proxy} did not answer in time ({type(outcome).__name__}){tries}"
-        return PublishTimeoutError(message, proxy=request.proxy)
+        message = f"{proxy} did not answer in time ({type(outcome).__name__}){tries}"
+        return PublishTimeoutError(message, **items)
     detail = " ".join(_redact(str(outcome), request.secrets).split()) or type(outcome).__name__
-    return PublishConnectionError(
-        f"could not reach {request.proxy}: {detail}{tries}", proxy=request.proxy
-    )
+    if isinstance(outcome, (httpx.ReadError, httpx.RemoteProtocolError)):  # the request went out
+        return PublishReplyError(f"{proxy} sent no usable reply: {detail}{tries}", **items)
+    if isinstance(outcome, httpx.WriteError):
+        return PublishConnectionError(f"lost the connection to {proxy}: {detail}{tries}", **items)
+    return PublishConnectionError(f"could not reach {proxy}: {detail}{tries}", **items)
 
 
 def publish_flow(
@@ -629,9 +688,11 @@ def publish_flow(
 
     Yields ``(request, delay)``: wait ``delay`` seconds, send ``request``, and send the outcome
     back in. Returns when every request succeeded; raises :class:`PublishError` on the first
-    one that fails for good (later ones are not sent, which keeps the items in order).
+    one that fails for good (later ones are not sent, which keeps the items in order). The
+    error says which items the earlier requests delivered, and which were not taken.
     """
-    for request in requests:
+    requests = list(requests)
+    for index, request in enumerate(requests):
         retry = 0
         while True:
             outcome = yield request, (policy.delay(retry) if retry else 0.0)
@@ -649,7 +710,9 @@ def publish_flow(
                 break
             if retry >= policy.retries or not policy.should_retry(request, outcome):
                 cause = outcome if isinstance(outcome, Exception) else None
-                raise _failure(request, outcome, retry + 1) from cause
+                delivered = [entry for sent in requests[:index] for entry in sent.entries]
+                failed = [entry for unsent in requests[index:] for entry in unsent.entries]
+                raise _failure(request, outcome, retry + 1, delivered, failed) from cause
             retry += 1
 
 
@@ -687,6 +750,7 @@ class _BasePublisher(Generic[_C, _R]):
         backoff: float = 0.1,
         max_body_size: int = MAX_BODY_SIZE,
         history: HistoryStore | None = None,
+        resend_to_fastly: bool = False,
     ) -> None:
         if client is not None and not isinstance(client, self._client_type):
             raise TypeError(
@@ -698,7 +762,7 @@ class _BasePublisher(Generic[_C, _R]):
         self._client: _C | None = client
         self._owns_client = client is None
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._retry = RetryPolicy(retries, backoff)
+        self._retry = RetryPolicy(retries, backoff, resend_to_fastly=resend_to_fastly)
         self._max_body_size = max_body_size
         self._closed = False
         self._lock = threading.Lock()
@@ -745,13 +809,47 @@ class _BasePublisher(Generic[_C, _R]):
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
 
-    def _plan(self, items: Iterable[tuple[str, Item]]) -> list[list[PublishRequest]]:
+    def _plan(
+        self, items: Iterable[tuple[str, Item]], proxies: Sequence[GripConfig] | None = None
+    ) -> list[list[PublishRequest]]:
         self._check_open()
+        settings = (
+            self.settings if proxies is None else replace(self.settings, proxies=tuple(proxies))
+        )
         return build_publish_requests(
-            self.settings, items, now=time.time(), max_body_size=self._max_body_size
+            settings, items, now=time.time(), max_body_size=self._max_body_size
         )
 
-    def _raise_failures(self, results: Sequence[PublishError | None]) -> None:
+    def _retry_plan(
+        self, error: PublishError, resend_unsure: bool
+    ) -> tuple[list[GripConfig], list[list[PublishRequest]]]:
+        """Each failed proxy of ``error``, and the requests that resend what it did not take."""
+        failures = error.errors if isinstance(error, MultiPublishError) else [error]
+        proxies: list[GripConfig] = []
+        plan: list[list[PublishRequest]] = []
+        for failure in failures:
+            if not failure.proxy:
+                raise ValueError(
+                    "the error names no proxy (its items were never sent): publish its "
+                    "failed_items again with publish_many()"
+                )
+            matching = [c for c in self.settings.proxies if _proxy_name(c) == failure.proxy]
+            if len(matching) != 1:
+                raise ValueError(
+                    f"{failure.proxy} is not one of this publisher's proxies: "
+                    "retry() takes an error that this publisher raised"
+                )
+            items = failure.failed_items
+            if not resend_unsure:
+                items = items[len(failure.unsure_items) :]  # the unsure items come first
+            if items:
+                proxies.append(matching[0])
+                plan.extend(self._plan(items, matching))
+        return proxies, plan
+
+    def _raise_failures(
+        self, results: Sequence[PublishError | None], proxies: Sequence[GripConfig]
+    ) -> None:
         errors = [error for error in results if error is not None]
         if not errors:
             return
@@ -759,10 +857,22 @@ class _BasePublisher(Generic[_C, _R]):
             raise errors[0]
         succeeded = [
             _proxy_name(config)
-            for config, error in zip(self.settings.proxies, results, strict=True)
+            for config, error in zip(proxies, results, strict=True)
             if error is None
         ]
         raise MultiPublishError(errors, succeeded)
+
+    def retry(self, error: PublishError, *, resend_unsure: bool = True) -> _R:
+        """Publish again what ``error`` says was not taken, each item only to the proxies
+        that did not take it.
+
+        ``error`` is a :class:`PublishError` this publisher raised (or gave ``on_error``).
+        ``resend_unsure=False`` leaves out the ``unsure_items``, which may have reached
+        their proxy already: resend them only where the proxy drops a repeated item ``id``
+        (Pushpin; see :class:`RetryPolicy`). Raises a new :class:`PublishError` for what
+        fails again.
+        """
+        raise NotImplementedError
 
     def publish_many(self, items: Iterable[tuple[str, Item]]) -> _R:
         """Publish ``(channel, item)`` pairs to every proxy, several items per request."""
@@ -902,6 +1012,48 @@ _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 ErrorCallback = Callable[[Exception, Sequence[tuple[str, Item]]], object]
 
 
+class _Backlog:
+    """What :meth:`Publisher.publish_nowait` queued on one event loop, and its worker."""
+
+    __slots__ = ("loop", "queue", "sending", "worker")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Item]] = asyncio.Queue(size)
+        #: The batch being published, taken off the queue.
+        self.sending: list[tuple[str, Item]] | None = None
+        self.worker: asyncio.Task[None] | None = None
+
+    def busy(self) -> bool:
+        return self.sending is not None or not self.queue.empty()
+
+
+_THROWAWAY_LOOP = (
+    "publish_nowait() would lose these items: this event loop was started by asgiref's "
+    "async_to_sync (as for an async Django view under WSGI) and closes when the call "
+    "returns, before the queue is sent; await publish() instead (await apublish() in Django)"
+)
+
+
+# Why a worker stopped: asyncio.run cancels it as it ends, and a task dropped with its closed
+# loop is closed (GeneratorExit) when it is garbage-collected.
+_STOPPED = {
+    asyncio.CancelledError: "the publish queue was cancelled",
+    GeneratorExit: "the publish queue's event loop closed",
+}
+
+
+def _loop_ends_with_the_call(loop: asyncio.AbstractEventLoop) -> bool:
+    """``loop`` is one that asgiref's async_to_sync made for a single call.
+
+    With no event loop to join, ``async_to_sync`` runs the call on a new loop in a new thread
+    and closes it when the call returns; it lists such loops while they run.
+    """
+    sync = sys.modules.get("asgiref.sync")  # asgiref is not a dependency: only look
+    loops = getattr(getattr(sync, "AsyncToSync", None), "loop_thread_executors", None)
+    return isinstance(loops, Mapping) and loop in loops
+
+
 class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
     """Publishes items to one or several GRIP proxies, on asyncio.
 
@@ -912,7 +1064,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             await publisher.publish_sse("news", "hi", event="greeting")
 
     Every publish method is awaited and raises :class:`PublishError` when a proxy did not take
-    the items. Nothing is dropped silently; :meth:`publish_nowait` queues instead of waiting.
+    the items; the error says which items each proxy took, and :meth:`retry` resends the
+    rest. Nothing is dropped silently; :meth:`publish_nowait` queues instead of waiting.
     Constructing a publisher does no I/O.
 
     How it connects: Pushpin closes the connection after every publish, so a plain ``http://``
@@ -940,6 +1093,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             a bound, a burst of publishes would open as many connections at once, or on httpx
             wait in its pool, where a long queue is slow to serve and times out
             (``PoolTimeout``) instead of publishing.
+        resend_to_fastly: also resend to Fastly Fanout a request that may have reached it,
+            when every item has an ``id`` (see :class:`RetryPolicy`).
         history: the channel history for :meth:`publish_reliable` (the publisher never closes
             one it was given); default: opened from ``GRIP_HISTORY_URL`` on first use.
     """
@@ -960,6 +1115,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         on_error: ErrorCallback | None = None,
         max_in_flight: int = 32,
         history: HistoryStore | None = None,
+        resend_to_fastly: bool = False,
     ) -> None:
         super().__init__(
             grip,
@@ -970,6 +1126,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             backoff=backoff,
             max_body_size=max_body_size,
             history=history,
+            resend_to_fastly=resend_to_fastly,
         )
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -978,8 +1135,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._queue_size = queue_size
         self._on_error = on_error
-        self._queue: asyncio.Queue[tuple[str, Item]] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._backlog: _Backlog | None = None
         #: How many items queued with :meth:`publish_nowait` failed to publish.
         self.failed_count = 0
 
@@ -992,16 +1148,29 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         Each proxy gets the items in order, in as few requests as ``max_body_size`` allows;
         different proxies are published to concurrently. When a proxy fails, this raises once
         all have finished: that proxy's :class:`PublishError` if there is only one, else a
-        :class:`MultiPublishError` that names the failed and the succeeded proxies.
+        :class:`MultiPublishError` that names the failed and the succeeded proxies. Either
+        says which items got through (``delivered_items``, ``failed_items``,
+        ``unsure_items``); ``await publisher.retry(error)`` resends exactly what failed.
         """
         plan = self._plan(items)
-        if not plan[0]:
-            return
+        if plan[0]:
+            await self._send_plan(self.settings.proxies, plan)
+
+    async def retry(self, error: PublishError, *, resend_unsure: bool = True) -> None:
+        proxies, plan = self._retry_plan(error, resend_unsure)
+        if plan:
+            await self._send_plan(proxies, plan)
+
+    retry.__doc__ = _BasePublisher.retry.__doc__
+
+    async def _send_plan(
+        self, proxies: Sequence[GripConfig], plan: list[list[PublishRequest]]
+    ) -> None:
         if len(plan) == 1:
             results = [await self._send(plan[0])]
         else:
             results = await asyncio.gather(*(self._send(requests) for requests in plan))
-        self._raise_failures(results)
+        self._raise_failures(results, proxies)
 
     async def _send(self, requests: list[PublishRequest]) -> PublishError | None:
         flow = publish_flow(requests, self._retry)
@@ -1046,43 +1215,94 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
 
         Queued items go out in order, up to 100 per request. A failure is logged at ERROR on
         the ``grip_asgi.publish`` logger, counted in :attr:`failed_count` and passed to
-        ``on_error``. Raises ``asyncio.QueueFull`` when ``queue_size`` items are waiting (an
-        item is never dropped silently); :meth:`flush` waits until the queue is empty.
-        Must be called from the event loop.
+        ``on_error``; so is every item still queued when the task is cancelled, e.g. by
+        ``asyncio.run`` ending before :meth:`aclose` (the items being sent at that moment
+        come as ``unsure_items``: they may have reached the proxy). Nothing queued is dropped
+        silently. Raises ``asyncio.QueueFull`` when ``queue_size`` items are waiting;
+        :meth:`flush` waits until the queue is empty.
+
+        Must be called from the event loop, and one that outlives the items: ``await
+        aclose()`` (or :meth:`flush`) before it ends. Raises RuntimeError on a loop that
+        asgiref's ``async_to_sync`` started for one call (an async Django view under WSGI),
+        which closes as soon as the call returns: await :meth:`publish` there.
         """
         entry = _check_entry((channel, _as_item(formats, id, prev_id, meta, no_seq)))
         loop = asyncio.get_running_loop()
         self._check_open()
         if not self.settings.proxies:
             raise GripConfigError(_NO_PROXY)
-        if self._queue is None:
-            self._queue = asyncio.Queue(self._queue_size)
+        backlog = self._backlog_on(loop)
+        if backlog is None:
+            if _loop_ends_with_the_call(loop):
+                raise RuntimeError(_THROWAWAY_LOOP)
+            backlog = self._backlog = _Backlog(loop, self._queue_size)
         try:
-            self._queue.put_nowait(entry)
+            backlog.queue.put_nowait(entry)
         except asyncio.QueueFull:
             raise asyncio.QueueFull(
                 f"the publish queue is full ({self._queue_size} items); await flush() or "
                 "publish with await"
             ) from None
-        self._start_worker(loop)
+        if backlog.worker is None or backlog.worker.done():
+            backlog.worker = loop.create_task(self._drain(backlog))
+            backlog.worker.add_done_callback(functools.partial(self._worker_done, backlog))
 
-    def _start_worker(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._drain())
+    def _backlog_on(self, loop: asyncio.AbstractEventLoop) -> _Backlog | None:
+        """The backlog queued on ``loop``, after reporting one stranded on a closed loop."""
+        backlog = self._backlog
+        if backlog is None or backlog.loop is loop:
+            return backlog
+        if backlog.busy() and not backlog.loop.is_closed():
+            raise RuntimeError(
+                "this Publisher has items queued on another event loop, which is not closed; "
+                "use one Publisher per event loop"
+            )
+        self._abandon(backlog, "the event loop they were queued on closed before aclose()")
+        self._backlog = None
+        return None
 
-    async def _drain(self) -> None:
+    async def _drain(self, backlog: _Backlog) -> None:
         # Runs while the queue has items and then ends; publish_nowait starts a new one.
-        queue = self._queue
-        assert queue is not None
-        while not queue.empty():
-            batch = [queue.get_nowait() for _ in range(min(queue.qsize(), _QUEUE_BATCH))]
-            try:
-                await self.publish_many(batch)
-            except Exception as exc:
-                self._report(exc, batch)
-            finally:
+        queue = backlog.queue
+        try:
+            while not queue.empty():
+                batch = [queue.get_nowait() for _ in range(min(queue.qsize(), _QUEUE_BATCH))]
+                backlog.sending = batch
+                try:
+                    await self.publish_many(batch)
+                except Exception as exc:
+                    self._report(exc, batch)
+                backlog.sending = None
                 for _ in batch:
                     queue.task_done()
+        except BaseException as exc:  # cancelled, or dropped with a closed loop: report
+            self._abandon(backlog, _STOPPED.get(type(exc), f"the publish queue stopped ({exc!r})"))
+            raise
+
+    def _worker_done(self, backlog: _Backlog, worker: asyncio.Task[None]) -> None:
+        # A worker cancelled before its first step never ran _drain's handler.
+        if worker.cancelled() and backlog.worker is worker:
+            self._abandon(backlog, "the publish queue was cancelled before it ran")
+
+    def _abandon(self, backlog: _Backlog, cause: str) -> None:
+        """Report what ``backlog`` still holds: nothing queued is dropped silently."""
+        batch, backlog.sending = backlog.sending or [], None
+        rest = []
+        while not backlog.queue.empty():
+            rest.append(backlog.queue.get_nowait())
+        hint = "; await aclose() (or flush()) before the event loop ends"
+        if batch:
+            message = f"{cause} while publishing {len(batch)} queued item(s), which may have "
+            error = PublishError(
+                message + "reached the proxy" + hint, failed_items=batch, unsure_items=batch
+            )
+            self._report(error, batch)
+        if rest:
+            message = f"{cause}: {len(rest)} queued item(s) were not sent{hint}"
+            self._report(PublishError(message, failed_items=rest), rest)
+        if not backlog.loop.is_closed():  # a closed loop cannot wake flush() callers
+            for _ in range(len(batch) + len(rest)):
+                backlog.queue.task_done()
 
     def _report(self, exc: Exception, batch: list[tuple[str, Item]]) -> None:
         self.failed_count += len(batch)
@@ -1100,10 +1320,9 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
 
     async def flush(self) -> None:
         """Wait until every item queued by :meth:`publish_nowait` was published or failed."""
-        if self._queue is not None and not self._queue.empty():
-            self._start_worker(asyncio.get_running_loop())
-        if self._queue is not None:
-            await self._queue.join()
+        backlog = self._backlog_on(asyncio.get_running_loop())
+        if backlog is not None:
+            await backlog.queue.join()
 
     async def publish_reliable(
         self, channel: str, data: str, *, event: str | None = None
@@ -1169,9 +1388,15 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
     def publish_many(self, items: Iterable[tuple[str, Item]]) -> None:
         """Like :meth:`Publisher.publish_many`, publishing to one proxy after the other."""
         plan = self._plan(items)
-        if not plan[0]:
-            return
-        self._raise_failures([self._send(requests) for requests in plan])
+        if plan[0]:
+            self._raise_failures([self._send(r) for r in plan], self.settings.proxies)
+
+    def retry(self, error: PublishError, *, resend_unsure: bool = True) -> None:
+        proxies, plan = self._retry_plan(error, resend_unsure)
+        if plan:
+            self._raise_failures([self._send(r) for r in plan], proxies)
+
+    retry.__doc__ = _BasePublisher.retry.__doc__
 
     def _send(self, requests: list[PublishRequest]) -> PublishError | None:
         flow = publish_flow(requests, self._retry)

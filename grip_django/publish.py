@@ -7,6 +7,11 @@ per process, and one :class:`~grip_asgi.Publisher` per event loop, because an
 ``httpx.AsyncClient`` belongs to the loop it first ran on (Django's ASGI handler runs every
 request on one loop; under WSGI each async view gets a loop of its own). A change to a
 ``GRIP_*`` setting replaces them.
+
+Which call is safe where: a sync view calls ``publish()``; an async view under ASGI awaits
+``apublish()`` or queues with ``get_async_publisher().publish_nowait()``; an async view under
+WSGI awaits ``apublish()`` only, because its loop closes when the view returns, and
+``publish_nowait()`` refuses such a loop (RuntimeError) rather than lose the items.
 """
 
 from __future__ import annotations
@@ -89,7 +94,9 @@ def get_publisher() -> SyncPublisher:
 def get_async_publisher() -> Publisher:
     """The running event loop's :class:`~grip_asgi.Publisher` for the GRIP settings.
 
-    Raises RuntimeError when no event loop is running (use :func:`get_publisher` there).
+    Raises RuntimeError when no event loop is running (use :func:`get_publisher` there). Its
+    ``publish_nowait()`` needs a loop that outlives the view: Django under ASGI; under WSGI it
+    raises RuntimeError, and ``await apublish()`` is the call to use.
     """
     try:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from grip_asgi._errors import (
     MultiPublishError,
     PublishConnectionError,
     PublishError,
+    PublishReplyError,
     PublishTimeoutError,
 )
 from grip_asgi._publish import (
@@ -462,8 +463,9 @@ def connect_error() -> httpx.ConnectError:
         ([httpx.ReadTimeout("slow")], None, 1, PublishTimeoutError, None),
         ([httpx.WriteTimeout("slow")], None, 1, PublishTimeoutError, None),
         ([httpx.ReadError("reset"), 200], "1", 2, None, None),
-        ([httpx.ReadError("reset")], None, 1, PublishConnectionError, None),
-        ([httpx.RemoteProtocolError("bad")], None, 1, PublishConnectionError, None),
+        ([httpx.ReadError("reset")], None, 1, PublishReplyError, None),
+        ([httpx.RemoteProtocolError("bad")], None, 1, PublishReplyError, None),
+        ([httpx.WriteError("pipe")], None, 1, PublishConnectionError, None),
         # A 4xx is final.
         ([400], "1", 1, PublishError, 400),
         ([429], "1", 1, PublishError, 429),
@@ -535,7 +537,12 @@ def test_a_batch_with_one_item_lacking_an_id_is_not_retried(drive: DriverFactory
             PublishConnectionError,
             f"could not reach {URL}: [Errno 111] Connection refused",
         ),
-        (httpx.ReadError(""), PublishConnectionError, f"could not reach {URL}: ReadError"),
+        (httpx.ReadError(""), PublishReplyError, f"{URL} sent no usable reply: ReadError"),
+        (
+            httpx.WriteError("[Errno 32] Broken pipe"),
+            PublishConnectionError,
+            f"lost the connection to {URL}: [Errno 32] Broken pipe",
+        ),
         (httpx.ReadTimeout(""), PublishTimeoutError, f"{URL} did not answer in time (ReadTimeout)"),
     ],
 )
@@ -1012,19 +1019,6 @@ async def test_a_full_queue_raises() -> None:
 
 
 @pytest.mark.anyio
-async def test_flush_restarts_a_cancelled_worker() -> None:
-    proxy = Proxy()
-    publisher = queued_publisher(proxy)
-    publisher.publish_nowait("c", WebSocketMessageFormat("a"))
-    assert publisher._worker is not None
-    publisher._worker.cancel()
-    await asyncio.sleep(0)
-    await publisher.flush()
-    assert len(proxy.requests) == 1
-    await publisher.aclose()
-
-
-@pytest.mark.anyio
 async def test_flush_with_nothing_queued_returns() -> None:
     publisher = queued_publisher(Proxy())
     await publisher.flush()
@@ -1047,7 +1041,7 @@ def test_publish_nowait_needs_a_running_loop() -> None:
     publisher = queued_publisher(Proxy())
     with pytest.raises(RuntimeError, match="no running event loop"):
         publisher.publish_nowait("c", WebSocketMessageFormat("a"))
-    assert publisher._queue is None
+    assert publisher._backlog is None
 
 
 def test_closed_is_reported_and_enforced() -> None:
@@ -1084,3 +1078,307 @@ def test_a_burst_of_publishes_waits_its_turn_instead_of_timing_out() -> None:
 def test_max_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         Publisher(URL, max_in_flight=0)
+
+
+# --- Queued items when the event loop ends (issue 16) -----------------------------------------
+
+
+class Reports:
+    """An ``on_error`` callback that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Exception, list[tuple[str, Item]]]] = []
+
+    def __call__(self, error: Exception, items: Any) -> None:
+        self.calls.append((error, list(items)))
+
+    def contents(self) -> list[str]:
+        return [item_content(item) for _, items in self.calls for _, item in items]
+
+
+def item_content(item: Item) -> str:
+    [fmt] = item.formats
+    assert isinstance(fmt, WebSocketMessageFormat) and isinstance(fmt.content, str)
+    return fmt.content
+
+
+def received_contents(bodies: list[bytes]) -> list[str]:
+    return [
+        item["formats"]["ws-message"]["content"]
+        for body in bodies
+        for item in json.loads(body)["items"]
+    ]
+
+
+def test_asyncio_run_returning_without_aclose_sends_or_reports_every_queued_item(
+    endpoint: tuple[str, list[bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, bodies = endpoint
+    reports = Reports()
+    publisher = Publisher(url, on_error=reports)
+
+    async def queue_and_return() -> None:
+        for n in range(150):
+            publisher.publish_nowait("c", WebSocketMessageFormat(str(n)))
+        await asyncio.sleep(0)  # the worker starts; the loop ends while it publishes
+
+    asyncio.run(queue_and_return())
+
+    everything = {str(n) for n in range(150)}
+    received, reported = set(received_contents(bodies)), set(reports.contents())
+    assert received | reported == everything, sorted(everything - received - reported, key=int)
+    assert reported, "the loop ended while the worker was publishing: something is unsent"
+    assert publisher.failed_count == len(reports.contents())
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum(int(r.getMessage().split()[3]) for r in errors) == publisher.failed_count
+    assert all(isinstance(error, PublishError) for error, _ in reports.calls)
+
+
+def test_a_worker_cancelled_before_it_ran_reports_what_was_queued(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy, reports = Proxy(), Reports()
+
+    async def scenario() -> None:
+        publisher = queued_publisher(proxy, on_error=reports)
+        publisher.publish_nowait("c", WebSocketMessageFormat("a"))
+        publisher.publish_nowait("c", WebSocketMessageFormat("b"))
+        assert publisher._backlog is not None and publisher._backlog.worker is not None
+        publisher._backlog.worker.cancel()  # as asyncio.run's shutdown does, before it ran
+        await asyncio.wait_for(publisher.flush(), 5)
+        assert publisher.failed_count == 2
+
+    asyncio.run(scenario())
+    assert proxy.requests == []
+    [(error, _)] = reports.calls
+    assert reports.contents() == ["a", "b"]
+    assert "not sent" in str(error)
+    assert isinstance(error, PublishError)
+    assert error.failed_items and not error.unsure_items
+    with pytest.raises(ValueError, match="names no proxy"):  # no proxy to retry it on
+        asyncio.run(queued_publisher(proxy).retry(error))
+
+
+def test_items_stranded_on_a_closed_loop_are_reported_when_the_publisher_is_used_again(
+    endpoint: tuple[str, list[bytes]],
+) -> None:
+    url, bodies = endpoint
+    reports = Reports()
+    publisher = Publisher(url, on_error=reports)
+
+    async def queue() -> None:
+        for n in range(3):
+            publisher.publish_nowait("c", WebSocketMessageFormat(str(n)))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(queue())
+    loop.close()  # without cancelling the worker: it stays pending on a dead loop
+
+    async def publish_again() -> None:
+        publisher.publish_nowait("c", WebSocketMessageFormat("next"))
+        await asyncio.wait_for(publisher.aclose(), 5)
+
+    asyncio.run(publish_again())
+    assert set(reports.contents()) | set(received_contents(bodies)) >= {"0", "1", "2"}
+    assert set(reports.contents()) == {"0", "1", "2"} - set(received_contents(bodies))
+    assert "next" in received_contents(bodies)
+    assert publisher.failed_count == len(reports.contents())
+
+
+def test_publish_nowait_is_refused_on_a_loop_that_ends_with_the_call(
+    endpoint: tuple[str, list[bytes]],
+) -> None:
+    """asgiref's async_to_sync (Django's async views under WSGI) runs a new loop per call."""
+    from asgiref.sync import async_to_sync
+
+    url, bodies = endpoint
+    publisher = Publisher(url)
+
+    async def view() -> str:
+        with pytest.raises(RuntimeError, match=r"await publish\(\)") as info:
+            publisher.publish_nowait("c", WebSocketMessageFormat("lost?"))
+        await publisher.publish_websocket("c", "awaited")  # the safe call still works
+        return str(info.value)
+
+    message = async_to_sync(view)()
+    assert "async_to_sync" in message and "closes when the call returns" in message
+    assert received_contents(bodies) == ["awaited"]
+    assert publisher._backlog is None
+
+
+# --- What a failed publish delivered, and retrying exactly the rest (issue 16) ----------------
+
+
+def entries(count: int, *, ids: bool = True, size: int = 100) -> list[tuple[str, Item]]:
+    return [
+        ("c", Item(HttpStreamFormat(f"{n:03}" + "x" * size), id=str(n) if ids else None))
+        for n in range(count)
+    ]
+
+
+#: A body limit that fits two of ``entries()`` per request.
+TWO_PER_REQUEST = 360
+
+
+def sent_ids(proxy: Proxy) -> list[str]:
+    return [item["id"] for n in range(len(proxy.requests)) for item in proxy.items(n)]
+
+
+def test_a_multi_proxy_error_names_the_proxies_that_took_the_items(drive: DriverFactory) -> None:
+    a, b, c = Proxy(500), Proxy(), Proxy()
+    driver = drive(several({"a": a, "b": b, "c": c}), ["http://a", "http://b", "http://c"])
+    with pytest.raises(MultiPublishError) as info:
+        driver("publish_websocket", "ch", "x")
+    assert info.value.delivered == ("http://b", "http://c")
+    assert info.value.succeeded == ["http://b", "http://c"]  # the name it had before
+    [failed] = info.value.errors
+    assert failed.delivered == () and [i for _, i in failed.failed_items] != []
+
+
+def test_a_single_proxy_error_delivered_nothing(drive: DriverFactory) -> None:
+    with pytest.raises(PublishError) as info:
+        drive(Proxy(400))("publish_websocket", "c", "x", id="1")
+    assert info.value.delivered == ()
+    assert info.value.delivered_items == ()
+    [(channel, item)] = info.value.failed_items
+    assert (channel, item.id) == ("c", "1")
+    assert info.value.unsure_items == ()  # a 400: the proxy refused it, nothing arrived
+
+
+def test_publish_many_error_says_which_items_each_proxy_took(drive: DriverFactory) -> None:
+    items = entries(6)
+    a, b = Proxy(200, 200, 200), Proxy(200, 400)
+    driver = drive(
+        several({"a": a, "b": b}), ["http://a", "http://b"], max_body_size=TWO_PER_REQUEST
+    )
+    with pytest.raises(MultiPublishError) as info:
+        driver("publish_many", items)
+    error = info.value
+    assert error.delivered == ("http://a",)
+    [b_error] = error.errors
+    assert b_error.proxy == "http://b" and b_error.status == 400
+    assert list(b_error.delivered_items) == items[:2]
+    assert list(b_error.failed_items) == items[2:]  # the refused request and the unsent one
+    assert b_error.unsure_items == ()
+    # Across the proxies: what every proxy took, and what at least one did not.
+    assert list(error.delivered_items) == items[:2]
+    assert list(error.failed_items) == items[2:]
+    assert sent_ids(b) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    "answer", [503, httpx.ReadTimeout("slow"), httpx.ReadError("reset")], ids=str
+)
+def test_a_request_that_may_have_arrived_is_unsure(drive: DriverFactory, answer: Answer) -> None:
+    items = entries(6, ids=False)
+    proxy = Proxy(200, answer)
+    with pytest.raises(PublishError) as info:
+        drive(proxy, max_body_size=TWO_PER_REQUEST)("publish_many", items)
+    assert list(info.value.delivered_items) == items[:2]
+    assert list(info.value.unsure_items) == items[2:4]
+    assert list(info.value.failed_items) == items[2:]
+
+
+def test_retry_resends_exactly_what_each_proxy_missed(drive: DriverFactory) -> None:
+    items = entries(6)
+    a, b, c = Proxy(), Proxy(200, 400), Proxy(httpx.ConnectError("down"))
+    driver = drive(
+        several({"a": a, "b": b, "c": c}),
+        ["http://a", "http://b", "http://c"],
+        max_body_size=TWO_PER_REQUEST,
+        retries=0,
+    )
+    with pytest.raises(MultiPublishError) as info:
+        driver("publish_many", items)
+    assert [e.proxy for e in info.value.errors] == ["http://b", "http://c"]
+
+    driver("retry", info.value)
+    assert sent_ids(a) == [str(n) for n in range(6)]  # a took everything: nothing resent
+    assert sent_ids(b) == ["0", "1", "2", "3"] + ["2", "3", "4", "5"]
+    assert sent_ids(c) == ["0", "1"] + [str(n) for n in range(6)]  # the refused try, then all
+
+
+def test_retry_can_leave_out_what_may_have_arrived(drive: DriverFactory) -> None:
+    items = entries(6, ids=False)
+    proxy = Proxy(200, httpx.ReadTimeout("slow"))
+    driver = drive(proxy, max_body_size=TWO_PER_REQUEST)
+    with pytest.raises(PublishError) as info:
+        driver("publish_many", items)
+    driver("retry", info.value, resend_unsure=False)
+    resent = [item["formats"]["http-stream"]["content"][:3] for item in proxy.items(2)]
+    assert resent == ["004", "005"]
+
+
+def test_a_failed_retry_says_what_is_still_missing(drive: DriverFactory) -> None:
+    items = entries(4)
+    proxy = Proxy(200, 400, 400)
+    driver = drive(proxy, max_body_size=TWO_PER_REQUEST)
+    with pytest.raises(PublishError) as first:
+        driver("publish_many", items)
+    with pytest.raises(PublishError) as second:
+        driver("retry", first.value)
+    assert list(second.value.failed_items) == items[2:]
+    assert second.value.delivered_items == ()
+
+
+def test_retry_of_an_error_from_another_proxy_is_refused(drive: DriverFactory) -> None:
+    with pytest.raises(PublishError) as info:
+        drive(Proxy(400))("publish_websocket", "c", "x")
+    other = drive(Proxy(), "http://elsewhere.test")
+    with pytest.raises(ValueError, match="pushpin.test:5561 is not one of this publisher"):
+        other("retry", info.value)
+
+
+# --- Resending to Fastly Fanout (issue 16) ----------------------------------------------------
+
+FASTLY = GripConfig.fastly("SERVICE", "token")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [503, httpx.ReadTimeout("slow"), httpx.ReadError("reset"), httpx.WriteError("pipe")],
+    ids=str,
+)
+def test_a_request_that_may_have_reached_fastly_is_not_resent(
+    drive: DriverFactory, answer: Answer
+) -> None:
+    """Fastly does not document dropping a repeated item id, so an id does not make it safe."""
+    proxy = Proxy(answer, 200)
+    with pytest.raises(PublishError) as info:
+        drive(proxy, FASTLY)("publish_websocket", "c", "x", id="1")
+    assert len(proxy.requests) == 1
+    [(_, item)] = info.value.unsure_items
+    assert item.id == "1"
+
+
+def test_a_request_that_never_reached_fastly_is_resent(drive: DriverFactory) -> None:
+    proxy = Proxy(httpx.ConnectError("refused"), 200)
+    drive(proxy, FASTLY)("publish_websocket", "c", "x")
+    assert len(proxy.requests) == 2
+
+
+def test_resending_to_fastly_is_the_callers_choice(drive: DriverFactory) -> None:
+    proxy = Proxy(503, 200)
+    drive(proxy, FASTLY, resend_to_fastly=True)("publish_websocket", "c", "x", id="1")
+    assert len(proxy.requests) == 2
+    without_id = Proxy(503, 200)
+    with pytest.raises(PublishError):
+        drive(without_id, FASTLY, resend_to_fastly=True)("publish_websocket", "c", "x")
+    assert len(without_id.requests) == 1
+
+
+def test_pushpin_still_gets_a_resend_of_items_with_ids(drive: DriverFactory) -> None:
+    proxy = Proxy(503, 200)
+    drive(proxy)("publish_websocket", "c", "x", id="1")
+    assert len(proxy.requests) == 2
+
+
+def test_the_retry_policy_tells_fastly_from_pushpin() -> None:
+    settings = GripSettings.build([FASTLY, URL])
+    [[fastly], [pushpin]] = build_publish_requests(settings, entries(1), now=0)
+    assert (fastly.fastly, pushpin.fastly) == (True, False)
+    unsure = httpx.Response(503)
+    assert RetryPolicy().should_retry(pushpin, unsure)
+    assert not RetryPolicy().should_retry(fastly, unsure)
+    assert RetryPolicy(resend_to_fastly=True).should_retry(fastly, unsure)
+    assert RetryPolicy().should_retry(fastly, httpx.ConnectError("refused"))

@@ -2,6 +2,8 @@
 
 ``parse_reply`` is checked against h11 on generated replies, cut at every offset and on
 malformed ones; ``post`` and the Publisher against real asyncio servers on 127.0.0.1.
+(h11 itself does not read the replies: it costs more than a tenth of the publish path, see
+``benchmarks/publish.py``.)
 """
 
 from __future__ import annotations
@@ -30,8 +32,13 @@ from grip_asgi import (
     PublishTimeoutError,
     SyncPublisher,
 )
+from grip_asgi._errors import PublishReplyError
 from grip_asgi._transport import (
+    BROKEN,
+    MAX_REPLY_BODY,
+    MAX_REPLY_HEAD,
     MAX_REPLY_SIZE,
+    Reply,
     ReplyParseError,
     parse_reply,
     post,
@@ -81,7 +88,9 @@ def chunk_size_line(draw: st.DrawFn, size: int) -> bytes:
 @dataclass(frozen=True)
 class Generated:
     data: bytes
-    expected: Parsed
+    expected: Reply
+    #: Where the final response's status line ends (after its CRLF).
+    status_end: int
     #: Where the final response's head ends.
     head_end: int
     #: The shortest prefix that holds the whole reply; None: only the connection's end does.
@@ -125,9 +134,11 @@ def replies(draw: st.DrawFn, max_body: int = 200) -> Generated:
         lines.insert(draw(st.integers(0, len(lines))), (line, (name.encode(), value.encode())))
 
     status_line = f"{version} {status}" + ("" if reason is None else " " + reason)
-    data += (status_line + "\r\n" + "".join(line for line, _ in lines) + "\r\n").encode()
+    data += (status_line + "\r\n").encode()
+    status_end = len(data)
+    data += ("".join(line for line, _ in lines) + "\r\n").encode()
     head_end = len(data)
-    expected = (status, [parsed for _, parsed in lines], body)
+    expected = Reply(status, [parsed for _, parsed in lines], body)
 
     complete_at: int | None = len(data)
     if no_body:
@@ -147,7 +158,7 @@ def replies(draw: st.DrawFn, max_body: int = 200) -> Generated:
     else:
         data += body
         complete_at = None
-    return Generated(data, expected, head_end, complete_at)
+    return Generated(data, expected, status_end, head_end, complete_at)
 
 
 def h11_reply(data: bytes, *, eof: bool) -> Parsed:
@@ -202,7 +213,7 @@ def test_parse_reply_agrees_with_h11(reply: Generated) -> None:
 @given(replies(max_body=40))
 def test_parse_reply_on_every_prefix(reply: Generated) -> None:
     data, expected, complete_at = reply.data, reply.expected, reply.complete_at
-    status, headers, body = expected
+    status, headers, body, _ = expected
     if complete_at is None:
         assert parse_reply(data, eof=False) is None
         assert parse_reply(data, eof=True) == expected
@@ -214,14 +225,21 @@ def test_parse_reply_on_every_prefix(reply: Generated) -> None:
         complete = complete_at is not None and n >= complete_at
         # More to come: "read more" until the reply is whole, then the reply, never an error.
         assert parse_reply(prefix, eof=False) == (expected if complete else None), n
-        # The connection closed there: cut short, unless the end of the body is the close.
         if complete:
             assert parse_reply(prefix, eof=True) == expected
-        elif complete_at is None and n >= reply.head_end:
-            assert parse_reply(prefix, eof=True) == (status, headers, body[: n - reply.head_end])
-        else:
+        elif n < reply.status_end:  # closed before the status line: no reply at all
             with pytest.raises(ReplyParseError):
                 parse_reply(prefix, eof=True)
+        elif complete_at is None and n >= reply.head_end:  # the close ends such a body
+            assert parse_reply(prefix, eof=True) == Reply(
+                status, headers, body[: n - reply.head_end]
+            )
+        else:  # the status is known, and the rest broke off
+            cut = parse_reply(prefix, eof=True)
+            assert cut is not None and cut.broken == "the connection closed mid-reply", n
+            assert cut.status == status
+            assert cut.headers == (headers if n >= reply.head_end else [])
+            assert body.startswith(cut.body)
 
 
 fragments = st.sampled_from(
@@ -263,10 +281,10 @@ def test_parse_reply_answers_or_raises_reply_parse_error(data: bytes, more: byte
         if reply is None:
             assert not eof  # a closed connection always ends in an answer or an error
             continue
-        status, headers, body = reply
+        status, headers, body, broken = reply
         assert 200 <= status <= 999 and isinstance(body, bytes)
         assert all(name and b":" not in name for name, _ in headers)
-        if not eof:  # once whole, later bytes change nothing
+        if not eof:  # once whole, or broken, later bytes change nothing
             assert parse_reply(data + more, eof=False) == reply
             assert parse_reply(data + more, eof=True) == reply
 
@@ -285,6 +303,7 @@ CHUNKED = OK + b"Transfer-Encoding: chunked\r\n\r\n"
         (b"HTTP/1.1 20 OK\r\n\r\n", False, r"not an HTTP/1\.1 status line: b'HTTP/1\.1 20 OK'"),
         (b"HTTP/1.1 200OK\r\n\r\n", False, r"not an HTTP/1\.1 status line"),
         (b"HTTP/1.1 100 Continue\r\n\r\nFOO\r\n\r\n", False, r"not an HTTP/1\.1 status line"),
+        (b"FOO\r\n", True, r"not an HTTP/1\.1 status line: b'FOO'"),
         (OK + b"NoColon\r\n\r\n", False, r"not a header line: b'NoColon'"),
         (OK + b"X-A : 1\r\n\r\n", False, r"not a header line: b'X-A : 1'"),
         (OK + b": empty name\r\n\r\n", False, r"not a header line"),
@@ -295,45 +314,95 @@ CHUNKED = OK + b"Transfer-Encoding: chunked\r\n\r\n"
         (OK + b"Content-Length: abc\r\n\r\n", False, r"bad Content-Length: \[b'abc'\]"),
         (OK + b"Content-Length: -1\r\n\r\n", False, "bad Content-Length"),
         (OK + b"Content-Length: 1 2\r\n\r\n", False, "bad Content-Length"),
-        (OK + b"Content-Le", True, "closed before the reply's headers ended"),
-        (b"", True, "closed before the reply's headers ended"),
-        (OK + b"Content-Length: 5\r\n\r\nabc", True, "closed before the reply's body ended"),
-        (CHUNKED + b"zz\r\n", False, r"bad chunk size line: b'zz'"),
-        (CHUNKED + b"\r\n", False, r"bad chunk size line: b''"),
-        (CHUNKED + b"-1\r\n", False, "bad chunk size line"),
-        (CHUNKED + b"123456789\r\nx", False, "bad chunk size line"),  # over 8 hex digits
-        (CHUNKED + b"5", True, "bad or cut-short chunk size line"),
-        (CHUNKED + b"5;" + b"x" * 1100, False, "bad or cut-short chunk size line"),
-        (CHUNKED + b"3\r\nabcX\r\n", False, "a chunk does not end with CRLF"),
-        (CHUNKED + b"3\r\nabc\n\r\n", False, "a chunk does not end with CRLF"),
-        (CHUNKED + b"5\r\nab", True, "the connection closed inside a chunk"),
-        (CHUNKED + b"2\r\nab\r\n", True, "bad or cut-short chunk size line"),
+        (OK + b"Content-Length: +1\r\n\r\n", False, "bad Content-Length"),
+        (OK[:-2], True, "closed before the reply's headers ended"),  # no CRLF yet
+        (b"HTTP/1.1 1", True, "closed before the reply's headers ended"),
+        (b"HTTP/1.1 100 Continue\r\n", True, "closed before the reply's headers ended"),
+        (b"", True, "the connection closed before any reply"),
         (OK + b"Transfer-Encoding: gzip\r\n\r\nabc", True, "does not end with chunked"),
         (OK + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", False, "not end with chunked"),
         (OK + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", False, "chunked"),
     ],
 )
-def test_malformed_replies(data: bytes, eof: bool, message: str) -> None:
+def test_replies_without_a_usable_status_raise(data: bytes, eof: bool, message: str) -> None:
     with pytest.raises(ReplyParseError, match=message):
         parse_reply(data, eof=eof)
+
+
+CLOSED = "the connection closed mid-reply"
+
+
+@pytest.mark.parametrize(
+    ("data", "eof", "body", "broken"),
+    [
+        (OK + b"Content-Le", True, b"", CLOSED),  # the status line arrived
+        (OK, True, b"", CLOSED),
+        (OK + b"Content-Length: 5\r\n\r\nabc", True, b"abc", CLOSED),
+        (CHUNKED + b"zz\r\n", False, b"", "a bad chunk size line: b'zz'"),
+        (CHUNKED + b"\r\n", False, b"", "a bad chunk size line: b''"),
+        (CHUNKED + b"-1\r\n", False, b"", "a bad chunk size line: b'-1'"),
+        (CHUNKED + b"123456789\r\nx", False, b"", "a bad chunk size line"),  # over 8 digits
+        (CHUNKED + b"5", True, b"", CLOSED),
+        (CHUNKED + b"5;" + b"x" * 1100, False, b"", "a chunk size line over 1024 bytes"),
+        (CHUNKED + b"3\r\nabcX\r\n", False, b"abc", "a chunk does not end with CRLF"),
+        (CHUNKED + b"3\r\nabc\n\r\n", False, b"abc", "a chunk does not end with CRLF"),
+        (CHUNKED + b"5\r\nab", True, b"ab", CLOSED),
+        (CHUNKED + b"2\r\nab\r\n", True, b"ab", CLOSED),
+        (CHUNKED + b"2\r\nab\r\n1\r\nc\r\nzz\r\n", False, b"abc", "a bad chunk size line"),
+    ],
+)
+def test_replies_that_break_after_the_status_line_keep_it(
+    data: bytes, eof: bool, body: bytes, broken: str
+) -> None:
+    reply = parse_reply(data, eof=eof)
+    assert reply is not None
+    assert (reply.status, reply.body) == (200, body)
+    assert reply.broken is not None and reply.broken.startswith(broken)
 
 
 def test_the_last_transfer_coding_decides() -> None:
     data = (
         OK + b"Transfer-Encoding: gzip, Chunked\r\nContent-Length: 99\r\n\r\n2\r\nab\r\n0\r\n\r\n"
     )
-    status, _, body = parse_reply(data, eof=False) or (0, [], b"")
-    assert (status, body) == (200, b"ab")  # chunked wins over Content-Length
+    reply = parse_reply(data, eof=False)
+    assert reply is not None and (reply.status, reply.body) == (200, b"ab")  # chunked wins
 
 
-def test_a_reply_over_max_reply_size() -> None:
-    head = OK + f"Content-Length: {2 * MAX_REPLY_SIZE}\r\n\r\n".encode()
-    at_the_limit = head + b"x" * (MAX_REPLY_SIZE - len(head))
-    assert parse_reply(at_the_limit, eof=False) is None
-    with pytest.raises(ReplyParseError, match=f"the reply is over {MAX_REPLY_SIZE} bytes"):
-        parse_reply(at_the_limit + b"x", eof=False)
-    with pytest.raises(ReplyParseError, match="over"):
-        parse_reply(b"x" * (MAX_REPLY_SIZE + 1), eof=True)
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_a_long_body_is_read_up_to_max_reply_body(framing: str) -> None:
+    body = bytes(range(256)) * (2 * MAX_REPLY_BODY // 256)
+    head = {
+        "length": f"Content-Length: {len(body)}\r\n\r\n".encode(),
+        "chunked": b"Transfer-Encoding: chunked\r\n\r\n",
+        "close": b"\r\n",
+    }[framing]
+    wire = body
+    if framing == "chunked":
+        wire = b"".join(
+            b"1000\r\n" + body[n : n + 4096] + b"\r\n" for n in range(0, len(body), 4096)
+        )
+    data = b"HTTP/1.1 413 Too Large\r\n" + head + wire
+    short_of_it = data[: len(data) - len(wire) + MAX_REPLY_BODY - 1]
+    assert parse_reply(short_of_it, eof=False) is None
+    reply = parse_reply(data[: len(data) - len(wire) // 2], eof=False)  # half of it arrived
+    assert reply == Reply(413, reply.headers if reply else [], body[:MAX_REPLY_BODY])
+
+
+def test_a_head_over_max_reply_head() -> None:
+    head = OK + b"X: " + b"x" * MAX_REPLY_HEAD
+    with pytest.raises(ReplyParseError, match=f"the reply's head is over {MAX_REPLY_HEAD} bytes"):
+        parse_reply(head, eof=False)
+    informational = b"HTTP/1.1 100 Continue\r\nX: " + b"x" * 1000 + b"\r\n\r\n"
+    with pytest.raises(ReplyParseError, match="head is over"):  # 1xx heads count too
+        parse_reply(informational * (MAX_REPLY_HEAD // 1000), eof=False)
+
+
+def test_a_reply_over_max_reply_size_stops_being_read() -> None:
+    tiny_chunks = CHUNKED + b"1;" + b"e" * 1000 + b"\r\nx\r\n"
+    data = tiny_chunks + (b"1;" + b"e" * 1000 + b"\r\nx\r\n") * (MAX_REPLY_SIZE // 1000)
+    reply = parse_reply(data, eof=False)
+    assert reply is not None and reply.broken == f"the reply is over {MAX_REPLY_SIZE} bytes"
+    assert reply.status == 200 and set(reply.body) == {ord("x")}
 
 
 def test_a_content_length_too_long_for_int() -> None:
@@ -345,7 +414,7 @@ def test_a_content_length_too_long_for_int() -> None:
 
 
 @dataclass
-class Reply:
+class Serve:
     """What the server does on one connection, once it read the request."""
 
     #: The reply: bytes, pieces written a moment apart, or made from the request's bytes.
@@ -356,7 +425,7 @@ class Reply:
 
 @dataclass
 class Server:
-    replies: list[Reply]
+    replies: list[Serve]
     port: int = 0
     connections: int = 0
     finished: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
@@ -414,7 +483,7 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def serve(*replies: Reply) -> AsyncIterator[Server]:
+async def serve(*replies: Serve) -> AsyncIterator[Server]:
     server = Server(list(replies))
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     server.port = listener.sockets[0].getsockname()[1]
@@ -488,7 +557,7 @@ async def test_post_sends_one_request_and_returns_the_reply(
 ) -> None:
     reply = http_reply(202, b"Published\n", "Content-Type: text/plain", "X-Reply:  yes ")
     headers = {"Content-Type": "application/json", "Authorization": "Bearer t0k"}
-    async with serve(Reply(reply)) as server:
+    async with serve(Serve(reply)) as server:
         url = f"http://user:pw@127.0.0.1:{server.port}{path}"
         response = await send_post(url, headers, b'{"items":[]}', TIMEOUT)
         [raw] = await server.requests(1)
@@ -520,7 +589,7 @@ async def test_post_reads_a_chunked_reply_arriving_in_pieces(send_post: SendPost
         b"i\r\n5;ext=1\r\nshed\n\r\n0",
         b"\r\nX-Trailer: t\r\n\r\n",
     ]
-    async with serve(Reply(pieces)) as server:
+    async with serve(Serve(pieces)) as server:
         response = await send_post(server.url, {}, b"", TIMEOUT)
     assert response.status_code == 200
     assert response.headers["transfer-encoding"] == "chunked"
@@ -529,7 +598,7 @@ async def test_post_reads_a_chunked_reply_arriving_in_pieces(send_post: SendPost
 
 @pytest.mark.anyio
 async def test_post_reads_a_reply_ended_by_the_close(send_post: SendPost) -> None:
-    async with serve(Reply([OK + b"\r\nPubli", b"shed\n"])) as server:
+    async with serve(Serve([OK + b"\r\nPubli", b"shed\n"])) as server:
         response = await send_post(server.url, {}, b"", TIMEOUT)
     assert (response.status_code, response.text) == (200, "Published\n")
 
@@ -538,7 +607,7 @@ async def test_post_reads_a_reply_ended_by_the_close(send_post: SendPost) -> Non
 async def test_post_returns_once_the_reply_is_whole_though_the_server_keeps_it_open(
     send_post: SendPost,
 ) -> None:
-    async with serve(Reply(http_reply(200, b"Published\n"), close=False)) as server:
+    async with serve(Serve(http_reply(200, b"Published\n"), close=False)) as server:
         started = time.monotonic()
         response = await send_post(server.url, {}, b"x", httpx.Timeout(5, read=2))
         elapsed = time.monotonic() - started
@@ -559,7 +628,7 @@ async def test_post_to_a_closed_port_is_a_connect_error(send_post: SendPost) -> 
 
 @pytest.mark.anyio
 async def test_post_to_a_silent_server_is_a_read_timeout(send_post: SendPost) -> None:
-    async with serve(Reply(b"", close=False)) as server:
+    async with serve(Serve(b"", close=False)) as server:
         started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout, match="timed out reading the reply"):
             await send_post(server.url, {}, b"x", httpx.Timeout(5, read=0.2))
@@ -573,23 +642,15 @@ async def test_post_to_a_silent_server_is_a_read_timeout(send_post: SendPost) ->
 @pytest.mark.parametrize(
     ("reply", "message"),
     [
-        (Reply(b"garbage\r\n\r\n"), r"not an HTTP/1\.1 status line: b'garbage'"),
-        (Reply(b"SSH-2.0-OpenSSH_9.6\r\n"), "closed before the reply's headers ended"),
-        (Reply(CHUNKED + b"zz\r\n", close=False), "bad chunk size line"),
-        (Reply(OK + b"Content-Length: 10\r\n\r\nPubl"), "closed before the reply's body ended"),
-        (Reply(CHUNKED + b"a\r\nPubl"), "closed inside a chunk"),
-        (Reply(CHUNKED + b"4\r\nPubl\r\n"), "cut-short chunk size line"),
-        (
-            Reply(
-                OK + b"Content-Length: 2000000\r\n\r\n" + b"x" * MAX_REPLY_SIZE,
-                close=False,
-            ),
-            f"over {MAX_REPLY_SIZE} bytes",
-        ),
+        (Serve(b"garbage\r\n\r\n"), r"not an HTTP/1\.1 status line: b'garbage'"),
+        (Serve(b"SSH-2.0-OpenSSH_9.6\r\n"), r"not an HTTP/1\.1 status line: b'SSH-2\.0"),
+        (Serve(b"HTTP/1.1 5"), "closed before the reply's headers ended"),
+        (Serve(b""), "the connection closed before any reply"),
+        (Serve(OK + b"X: " + b"x" * MAX_REPLY_HEAD, close=False), "head is over"),
     ],
 )
-async def test_post_turns_a_bad_reply_into_a_remote_protocol_error(
-    send_post: SendPost, reply: Reply, message: str
+async def test_post_turns_a_reply_without_a_status_into_a_remote_protocol_error(
+    send_post: SendPost, reply: Serve, message: str
 ) -> None:
     async with serve(reply) as server:
         with pytest.raises(httpx.RemoteProtocolError, match=message) as info:
@@ -600,11 +661,43 @@ async def test_post_turns_a_bad_reply_into_a_remote_protocol_error(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("reply", "status", "body", "broken"),
+    [
+        (Serve(CHUNKED + b"zz\r\n", close=False), 200, b"", "a bad chunk size line"),
+        (Serve(b"HTTP/1.1 503 X\r\nContent-Length: 10\r\n\r\nbusy"), 503, b"busy", CLOSED),
+        (Serve(CHUNKED + b"a\r\nPubl"), 200, b"Publ", CLOSED),
+        (Serve(CHUNKED + b"4\r\nPubl\r\n"), 200, b"Publ", CLOSED),
+        (Serve(b"HTTP/1.1 502 Bad Gateway\r\nX-A: 1"), 502, b"", CLOSED),
+    ],
+)
+async def test_post_returns_a_reply_that_broke_after_its_status_line(
+    send_post: SendPost, reply: Serve, status: int, body: bytes, broken: str
+) -> None:
+    async with serve(reply) as server:
+        response = await send_post(server.url + "/publish/", {}, b"", TIMEOUT)
+        await server.requests(1)
+    assert (response.status_code, response.content) == (status, body)
+    assert response.extensions[BROKEN].startswith(broken)
+
+
+@pytest.mark.anyio
+async def test_post_reads_a_long_reply_only_up_to_max_reply_body(send_post: SendPost) -> None:
+    body = b"e" * (MAX_REPLY_SIZE * 2)
+    async with serve(Serve(http_reply(500, body), close=False)) as server:
+        response = await send_post(server.url, {}, b"", TIMEOUT)
+        await server.requests(1)  # the client hung up without reading the rest
+    assert response.status_code == 500
+    assert response.content == body[:MAX_REPLY_BODY]
+    assert BROKEN not in response.extensions
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
 async def test_a_line_break_in_a_header_value_sends_nothing(
     send_post: SendPost, line_break: str
 ) -> None:
-    async with serve(Reply(http_reply(200, b""))) as server:
+    async with serve(Serve(http_reply(200, b""))) as server:
         with pytest.raises(httpx.LocalProtocolError, match="X-Bad header contains a line break"):
             await send_post(server.url, {"X-Bad": f"a{line_break}Injected: 1"}, b"body", TIMEOUT)
         assert await server.requests(1) == [b""]
@@ -679,10 +772,52 @@ async def test_each_phase_raises_its_httpx_error(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("failure", "broken", "error"),
+    [
+        (ConnectionResetError(104, "Connection reset by peer"), "mid-reply: [Errno 104]", None),
+        (hang, "timed out mid-reply", None),
+        (ConnectionResetError(104, "Connection reset by peer"), None, httpx.ReadError),
+        (hang, None, httpx.ReadTimeout),
+    ],
+)
+async def test_a_read_that_fails_after_the_status_line_returns_what_arrived(
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception | Callable[[], Any],
+    broken: str | None,
+    error: type[httpx.RequestError] | None,
+) -> None:
+    """Reset or timed out: with a status line read, the reply is returned, marked broken."""
+    first = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 20\r\n\r\nbo"
+    pieces = [first if broken else b"HTTP/1.1 5"]
+
+    class Reader:
+        async def read(self, size: int) -> bytes:
+            if pieces:
+                return pieces.pop()
+            if isinstance(failure, Exception):
+                raise failure
+            await failure()
+            return b""
+
+    async def open_connection(host: str, port: int) -> tuple[Reader, FakeWriter]:
+        return Reader(), FakeWriter(nothing)
+
+    monkeypatch.setattr(asyncio, "open_connection", open_connection)
+    if error is not None:
+        with pytest.raises(error):
+            await post("http://pushpin.test/publish/", {}, b"", httpx.Timeout(0.05))
+        return
+    response = await post("http://pushpin.test/publish/", {}, b"", httpx.Timeout(0.05))
+    assert (response.status_code, response.content) == (500, b"bo")
+    assert response.extensions[BROKEN].startswith(broken)
+
+
+@pytest.mark.anyio
 @pytest.mark.usefixtures("no_env_proxy")
 @pytest.mark.parametrize("path", ["/a b", "/\u20ac"])
 async def test_the_request_target_is_encoded_as_httpx_does(path: str) -> None:
-    async with serve(Reply(http_reply(200, b"Published\n"))) as server:
+    async with serve(Serve(http_reply(200, b"Published\n"))) as server:
         async with Publisher(server.url + path) as publisher:
             await publisher.publish_websocket("c", "hi")
         [raw] = await server.requests(1)
@@ -703,7 +838,7 @@ def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_env_proxy")
 async def test_publisher_retries_a_500_for_an_item_with_an_id() -> None:
-    replies = Reply(http_reply(500, b"busy")), Reply(http_reply(200, b"Published\n"))
+    replies = Serve(http_reply(500, b"busy")), Serve(http_reply(200, b"Published\n"))
     async with serve(*replies) as server:
         async with Publisher(server.url, backoff=0) as publisher:
             assert publisher._direct_http
@@ -719,7 +854,7 @@ async def test_publisher_retries_a_500_for_an_item_with_an_id() -> None:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_env_proxy")
 async def test_publisher_does_not_retry_a_500_without_an_id() -> None:
-    async with serve(Reply(http_reply(500, b"proxy error: busy"))) as server:
+    async with serve(Serve(http_reply(500, b"proxy error: busy"))) as server:
         with pytest.raises(PublishError) as info:
             async with Publisher(server.url, backoff=0) as publisher:
                 await publisher.publish_websocket("c", "hi")
@@ -750,9 +885,9 @@ async def test_publisher_to_a_closed_port() -> None:
 @pytest.mark.usefixtures("no_env_proxy")
 async def test_sync_publisher_posts_directly_retries_and_names_failures() -> None:
     replies = (
-        Reply(http_reply(500, b"busy")),
-        Reply(http_reply(200, b"Published\n")),
-        Reply(http_reply(400, b"bad item")),
+        Serve(http_reply(500, b"busy")),
+        Serve(http_reply(200, b"Published\n")),
+        Serve(http_reply(400, b"bad item")),
     )
     async with serve(*replies) as server:
 
@@ -779,7 +914,7 @@ async def test_sync_publisher_posts_directly_retries_and_names_failures() -> Non
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_env_proxy")
 async def test_publisher_to_a_silent_server_times_out() -> None:
-    async with serve(Reply(b"", close=False)) as server:
+    async with serve(Serve(b"", close=False)) as server:
         publisher = Publisher(server.url, timeout=httpx.Timeout(5, read=0.2), retries=0)
         with pytest.raises(PublishTimeoutError, match=r"did not answer in time \(ReadTimeout\)"):
             await publisher.publish_websocket("c", "hi")
@@ -829,7 +964,7 @@ async def test_a_given_client_gets_the_publish() -> None:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("no_env_proxy")
 async def test_an_env_http_proxy_gets_the_publish(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with serve(Reply(http_reply(200, b"Published\n"))) as forward_proxy:
+    async with serve(Serve(http_reply(200, b"Published\n"))) as forward_proxy:
         monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
         async with Publisher("http://pushpin.invalid:5561") as publisher:
             await publisher.publish_websocket("c", "hi")
@@ -851,7 +986,7 @@ def echo_authorization(raw: bytes) -> bytes:
     "grip", ["{url}/?key=tok-ssssssssssss", "{url}/?iss=realm&key={key}", "http://u:pass-w0rd@{hp}"]
 )
 async def test_secrets_stay_out_of_errors_on_the_direct_path(grip: str) -> None:
-    async with serve(Reply(echo_authorization)) as server:
+    async with serve(Serve(echo_authorization)) as server:
         grip = grip.format(url=server.url, hp=server.url[7:], key="k" * 32)
         with pytest.raises(PublishError) as info:
             async with Publisher(grip) as publisher:
@@ -865,3 +1000,98 @@ async def test_secrets_stay_out_of_errors_on_the_direct_path(grip: str) -> None:
     for secret in secrets:
         assert secret not in str(info.value)
         assert secret not in info.value.body
+
+
+# --- Replies that start and break, or are large (issue 16) ------------------------------------
+
+
+async def publish_once(mode: str, url: str, **kwargs: Any) -> None:
+    """One publish with an id, by the Publisher or (in a thread) the SyncPublisher."""
+    if mode == "async":
+        async with Publisher(url, backoff=0, **kwargs) as publisher:
+            await publisher.publish_websocket("c", "hi", id="1")
+        return
+
+    def blocking() -> None:
+        with SyncPublisher(url, backoff=0, **kwargs) as publisher:
+            publisher.publish_websocket("c", "hi", id="1")
+
+    await asyncio.to_thread(blocking)
+
+
+modes = pytest.mark.parametrize("mode", ["async", "sync"])
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@modes
+async def test_a_reply_cut_short_after_its_status_says_so_and_keeps_the_status(
+    mode: str,
+) -> None:
+    cut = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\nproxy err"
+    async with serve(Serve(cut)) as server:
+        with pytest.raises(PublishError) as info:
+            await publish_once(mode, server.url, retries=0)
+        await server.requests(1)
+    error = info.value
+    assert type(error) is PublishReplyError  # not "could not reach"
+    assert not isinstance(error, PublishConnectionError)
+    assert error.status == 500
+    assert error.body == "proxy err"
+    assert str(error) == (
+        f"{server.url}'s reply broke off after status 500: "
+        "the connection closed mid-reply: proxy err"
+    )
+    assert [item.id for _, item in error.unsure_items] == ["1"]  # a 500 may have published it
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@modes
+async def test_a_connection_closed_without_a_reply_is_not_could_not_reach(mode: str) -> None:
+    async with serve(Serve(b"")) as server:
+        with pytest.raises(PublishError) as info:
+            await publish_once(mode, server.url, retries=0)
+        await server.requests(1)
+    assert type(info.value) is PublishReplyError
+    assert info.value.status is None
+    assert str(info.value) == (
+        f"{server.url} sent no usable reply: the connection closed before any reply"
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@modes
+async def test_a_large_error_reply_is_read_in_part_and_reported_with_its_status(
+    mode: str,
+) -> None:
+    body = b"request body too large; " + b"x" * (2 * MAX_REPLY_SIZE)
+    async with serve(Serve(http_reply(413, body), close=False)) as server:
+        with pytest.raises(PublishError) as info:
+            await publish_once(mode, server.url)
+        await server.requests(1)
+    assert type(info.value) is PublishError  # a 4xx is final: no retry, nothing unsure
+    assert info.value.status == 413
+    assert info.value.body == body[:500].decode()
+    assert str(info.value).startswith(f"{server.url} answered 413: request body too large; xxx")
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_env_proxy")
+@modes
+async def test_a_success_whose_reply_body_breaks_is_delivered_once(mode: str) -> None:
+    """The status says the proxy took the items: resending them would publish them twice."""
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nPubl"
+    async with serve(Serve(cut)) as server:
+        await publish_once(mode, server.url)
+        await server.requests(1)
+    assert server.connections == 1
+
+
+def test_a_content_length_in_other_scripts_digits_is_refused() -> None:
+    for digits in ("\u0661\u0660", "\u00b2", "\uff11"):  # Arabic-Indic, superscript, fullwidth
+        head = OK + b"Content-Length: " + digits.encode() + b"\r\n\r\n"
+        with pytest.raises(ReplyParseError, match="Content-Length"):
+            parse_reply(head + b"x" * 10, eof=True)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import httpx
 import pytest
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
+from django.urls import path
 
 from grip_asgi._errors import PublishError
 from grip_asgi._publish import HttpStreamFormat, Item, WebSocketMessageFormat
@@ -190,3 +196,111 @@ def test_a_process_that_only_publishes_builds_no_request_verifier(
     """A worker that publishes never sees requests: no warning about unverified Grip-Sig."""
     publish("a", WebSocketMessageFormat("hi"))
     assert endpoint.items and "pose as the proxy" not in caplog.text
+
+
+# --- Which call is safe where: async views under WSGI and ASGI (issue 16) ----------------------
+
+
+async def nowait_view(request: HttpRequest, count: int) -> HttpResponse:
+    publisher = get_async_publisher()
+    try:
+        for n in range(count):
+            publisher.publish_nowait("news", WebSocketMessageFormat(str(n)))
+    except RuntimeError as exc:
+        return HttpResponse(str(exc), status=409)
+    return HttpResponse("queued")
+
+
+async def apublish_view(request: HttpRequest, count: int) -> HttpResponse:
+    for n in range(count):
+        await apublish("news", WebSocketMessageFormat(str(n)))
+    return HttpResponse("published")
+
+
+urlpatterns = [path("nowait/<int:count>", nowait_view), path("apublish/<int:count>", apublish_view)]
+here = override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["127.0.0.1", "testserver"])
+
+
+class _QuietWSGIRequestHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def wsgi_server(endpoint: PublishEndpoint) -> Iterator[str]:
+    """Django's WSGIHandler behind wsgiref's server: each async view runs on a loop of its own."""
+    with here:
+        server = make_server("127.0.0.1", 0, WSGIHandler(), handler_class=_QuietWSGIRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+
+def published(endpoint: PublishEndpoint) -> list[str]:
+    return [item["formats"]["ws-message"]["content"] for item in endpoint.items]
+
+
+def test_publish_nowait_in_an_async_view_under_wsgi_is_refused(
+    wsgi_server: str, endpoint: PublishEndpoint
+) -> None:
+    """Each view's loop closes when the view returns: queued items would never go out."""
+    response = httpx.get(wsgi_server + "/nowait/3", timeout=10)
+    assert (response.status_code, published(endpoint)) == (409, [])
+    assert "await apublish()" in response.text
+    assert "closes when the call returns" in response.text
+
+
+def test_apublish_in_an_async_view_under_wsgi_delivers_every_item(
+    wsgi_server: str, endpoint: PublishEndpoint
+) -> None:
+    response = httpx.get(wsgi_server + "/apublish/3", timeout=10)
+    assert (response.status_code, published(endpoint)) == (200, ["0", "1", "2"])
+
+
+def test_publish_nowait_in_an_async_view_under_asgi_delivers_every_item(
+    endpoint: PublishEndpoint,
+) -> None:
+    """Under ASGI every request runs on the server's one loop, which outlives the view."""
+
+    async def serve_one_request() -> list[Mapping[str, Any]]:
+        disconnected = asyncio.Event()
+        requests = [{"type": "http.request", "body": b"", "more_body": False}]
+        sent: list[Mapping[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if requests:
+                return requests.pop()
+            await disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Mapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/nowait/3",
+            "raw_path": b"/nowait/3",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        with here:
+            await ASGIHandler()(scope, receive, send)
+        disconnected.set()
+        await asyncio.wait_for(get_async_publisher().aclose(), 10)  # the server's shutdown
+        return sent
+
+    sent = asyncio.run(serve_one_request())
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"queued"
+    assert published(endpoint) == ["0", "1", "2"]

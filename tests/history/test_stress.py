@@ -55,9 +55,15 @@ def test_processes_appending_at_once_get_gap_free_ids_and_no_reader_skips(
     try:
         for process in processes:
             process.start()
-        reports = dict(results.get(timeout=SECONDS + 60) for _ in processes)
-        for process in processes:
-            process.join(timeout=30)
+        reports: dict[str, Any] = {}
+        while len(reports) < len(processes):
+            name, report = results.get(timeout=SECONDS + 60)
+            reports[name] = report
+            if isinstance(report, str):
+                break  # one failed: the reader would wait for ids that never come
+        else:
+            for process in processes:
+                process.join(timeout=30)
     finally:
         for process in processes:
             if process.is_alive():

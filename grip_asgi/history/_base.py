@@ -80,6 +80,10 @@ class HistoryGapError(HistoryError):
         self.current_id = current_id
         self.first_id = first_id
 
+    def __reduce__(self) -> tuple[type[HistoryGapError], tuple[str, int, int, int]]:
+        # Pickled with its fields (e.g. across processes), not with its message.
+        return type(self), (self.channel, self.after_id, self.current_id, self.first_id)
+
 
 class HistoryUnavailableError(HistoryError):
     """The history backend cannot be used now (Redis down, SQLite locked past its timeout,
@@ -95,9 +99,11 @@ class HistoryUnavailableError(HistoryError):
 class Retention:
     """How much history each channel keeps.
 
-    Both limits apply, per channel, on every append (amortised: an append removes what
-    fell out, not more) and on :meth:`HistoryStore.trim`. A channel that nobody appends to
-    keeps its events until the next ``trim()``. Ids keep counting after any trimming.
+    Both limits apply, per channel, on every append (it removes what fell out, in one step;
+    Redis removes at most 1,000 expired events per append, so as not to hold its one thread)
+    and on :meth:`HistoryStore.trim`. A channel that nobody appends to keeps its events
+    until the next ``trim()``: call it now and then (a cron job, a periodic task) when
+    ``max_age`` matters. Ids keep counting after any trimming.
     """
 
     #: Most events kept per channel (the newest); None keeps any number.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 
 import pytest
@@ -358,6 +359,23 @@ async def test_a_closed_store_raises_unavailable_on_the_async_face(backend: Back
         await store.append("ch", "y")
     with pytest.raises(HistoryUnavailableError, match="closed"):
         await store.trim()
+
+
+def test_errors_survive_pickling(backend: Backend) -> None:
+    # e.g. raised in a worker process and reported to another
+    store = backend.open(Retention(max_events=1, max_age=None)).sync
+    store.append("ch", "a")
+    store.append("ch", "b")
+    with pytest.raises(HistoryGapError) as caught:
+        store.read("ch", 0)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.channel, copy.after_id, copy.current_id, copy.first_id) == ("ch", 0, 2, 2)
+    assert str(copy) == str(caught.value)
+    store.close()
+    with pytest.raises(HistoryUnavailableError) as closed:
+        store.last_id("ch")
+    copied = pickle.loads(pickle.dumps(closed.value))
+    assert (str(copied), copied.store) == (str(closed.value), closed.value.store)
 
 
 def test_the_errors_are_grip_errors() -> None:

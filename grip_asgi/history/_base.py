@@ -348,6 +348,11 @@ def parse_history_url(url: str) -> HistoryURL:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. a bad [IPv6] host
         raise GripConfigError(f"invalid history URL {shown!r}: {exc}") from None
+    if parts.scheme not in ("memory", "sqlite", "redis", "rediss"):
+        raise GripConfigError(
+            f"unknown history URL scheme in {shown!r}: "
+            "use memory:, sqlite:///path or redis://host:port/db"
+        )
     if parts.fragment:
         raise GripConfigError(f"a history URL has no #fragment: {shown!r}")
     ours, others = _split_query(parts.query, shown, redis=parts.scheme in ("redis", "rediss"))
@@ -358,17 +363,13 @@ def parse_history_url(url: str) -> HistoryURL:
         return HistoryURL("memory", retention)
     if parts.scheme == "sqlite":
         return HistoryURL("sqlite", retention, path=_sqlite_path(url, parts.netloc, parts.path))
-    if parts.scheme in ("redis", "rediss"):
-        if "//" not in url:
-            raise GripConfigError(
-                f"a Redis history URL starts with redis:// or rediss://, got {shown!r}"
-            )
-        redis_url = parts._replace(query="&".join(others)).geturl()
-        return HistoryURL(
-            "redis", retention, redis_url=redis_url, key_prefix=ours.get("key_prefix", "grip:")
+    if "//" not in url:
+        raise GripConfigError(
+            f"a Redis history URL starts with redis:// or rediss://, got {shown!r}"
         )
-    raise GripConfigError(
-        f"unknown history URL scheme in {shown!r}: use memory:, sqlite:///path or redis://host:port/db"
+    redis_url = parts._replace(query="&".join(others)).geturl()
+    return HistoryURL(
+        "redis", retention, redis_url=redis_url, key_prefix=ours.get("key_prefix", "grip:")
     )
 
 

@@ -137,6 +137,7 @@ def test_the_default_is_a_sqlite_file_in_the_working_directory(
     [
         ("", "unknown history URL scheme"),
         ("postgres://db/grip", "unknown history URL scheme"),
+        ("postgres://db/grip?max_events=3&foo=1", "unknown history URL scheme"),
         ("grip-history.sqlite3", "unknown history URL scheme"),
         ("memory://somewhere", "a memory history URL is just 'memory:'"),
         ("memory:name", "a memory history URL is just 'memory:'"),

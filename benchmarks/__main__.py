@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ._harness import CLOCKS, Result, Settings, machine_summary, render_table
 
-BENCHMARKS = ("codec", "asgi", "django", "publish", "e2e")
+BENCHMARKS = ("codec", "asgi", "django", "publish", "e2e", "history")
 
 
 def _runners(
@@ -50,7 +50,19 @@ def _runners(
 
         return e2e.run(clients, rounds=3 if quick else 7)
 
-    return {"codec": codec, "asgi": asgi, "django": django, "publish": publish, "e2e": e2e}
+    def history() -> list[Result]:
+        from . import history
+
+        return history.run(settings)
+
+    return {
+        "codec": codec,
+        "asgi": asgi,
+        "django": django,
+        "publish": publish,
+        "e2e": e2e,
+        "history": history,
+    }
 
 
 def _names(value: str) -> list[str]:
@@ -66,7 +78,8 @@ def _names(value: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="grip-asgi against the libraries it replaces (gripcontrol, django-grip).",
+        description="grip-asgi against the libraries it replaces (gripcontrol, django-grip, "
+        "django-eventstream).",
     )
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (3 rounds)")
     parser.add_argument(
@@ -89,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(CLOCKS),
         default="cpu",
         help="what the in-process benchmarks time: the process's CPU time (default: steady when "
-        "other work shares the machine), or wall time (publish and e2e always use wall time)",
+        "other work shares the machine), or wall time (publish, e2e and history always use wall "
+        "time)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)

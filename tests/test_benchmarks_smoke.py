@@ -1,23 +1,28 @@
 """The benchmark suite cannot rot: each in-process benchmark runs on a tiny workload.
 
-Only our side runs here: the anchors (gripcontrol, django-grip) are installed in the
-benchmark environment alone. Nothing is timed against anything: machines here are noisy.
+Only our side runs here: the anchors (gripcontrol, django-grip, django-eventstream) are
+installed in the benchmark environment alone. Nothing is timed against anything: machines
+here are noisy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from benchmarks import asgi, codec, django_stacks, e2e, publish
+from benchmarks import asgi, codec, django_stacks, e2e, history, publish
 from benchmarks._harness import Result, Settings, interleave, median_difference, render_table
 from grip_asgi import Publisher, SyncPublisher
+from grip_asgi.history import open_history
 
 TINY = Settings(rounds=2, batch_seconds=0.001)
 
@@ -126,6 +131,111 @@ def test_publish_batches_run(loop: asyncio.AbstractEventLoop) -> None:
     ) as sync_publisher:
         publish.ours_blocking(sync_publisher)(3)
     assert sum(items) == 3 + 3 + publish.MANY + 3 + 3
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    with history.redis_server() as port:  # the benchmark's own runner, so it cannot rot either
+        yield port
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_history_appends_and_catch_ups_run(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/history.db"
+    else:
+        port = request.getfixturevalue("redis_port")
+        url = f"redis://127.0.0.1:{port}/0?key_prefix={tmp_path.name}:"
+    store = open_history(url)
+    try:
+        history.ours_sync_appends(store, "appends")(3)
+        history.ours_async_appends(loop, store, "appends")(3)
+        history.ours_async_appends(loop, store, "appends", history.IN_FLIGHT)(3)
+        assert [e.id for e in store.sync.read("appends", 0)] == list(range(1, 10))
+        assert {json.loads(e.data)["text"] for e in store.sync.latest("appends", 9)} == {
+            history.MESSAGE["text"]
+        }
+        for i in range(12):
+            store.sync.append("catch-up", f"event {i}")
+        # 10 events after id 2, 3 a page: the last page is cut to the one event still due.
+        history.ours_catch_up(store, "catch-up", 2, count=10, page=3)(2)
+        history.ours_async_catch_up(loop, store, "catch-up", 2, count=10, page=3)(2)
+        for catch_up in (
+            history.ours_catch_up(store, "catch-up", 2, count=11, page=3),
+            history.ours_async_catch_up(loop, store, "catch-up", 2, count=11, page=3),
+        ):
+            with pytest.raises(AssertionError, match="read ids"):
+                catch_up(1)  # only 10 events follow id 2
+    finally:
+        loop.run_until_complete(store.aclose())
+
+
+def test_history_catch_up_checks_every_page() -> None:
+    events = [SimpleNamespace(id=i) for i in range(1, 11)]
+
+    def read(last_id: int, limit: int) -> list[Any]:
+        return events[last_id : last_id + limit]
+
+    def skipping(last_id: int, limit: int) -> list[Any]:  # loses the page's second event
+        return events[last_id : last_id + 1] + events[last_id + 2 : last_id + 1 + limit]
+
+    def restarting(last_id: int, limit: int) -> list[Any]:  # every page from the start
+        return events[:limit]
+
+    history.catch_up(read, 0, count=10, page=3)
+    history.catch_up(read, 4, count=6, page=4)
+    for reader, count in ((read, 11), (skipping, 5), (restarting, 5)):
+        with pytest.raises(AssertionError, match="read ids"):
+            history.catch_up(reader, 0, count=count, page=3)
+
+
+def test_history_publish_batches_run(loop: asyncio.AbstractEventLoop, tmp_path: Path) -> None:
+    items: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        items.extend(json.loads(request.content)["items"])
+        return httpx.Response(200, text="Published\n")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    store = open_history(f"sqlite:///{tmp_path}/publish.db")
+    publisher = Publisher("http://127.0.0.1:5561", client=client, history=store)
+    try:
+        history.reliable_publishes(loop, publisher, "bench")(3)
+        history.reliable_publishes(loop, publisher, "bench", history.IN_FLIGHT)(3)
+        history.plain_publishes(loop, publisher, "bench")(3)
+        history.plain_publishes(loop, publisher, "bench", history.IN_FLIGHT)(3)
+    finally:
+        loop.run_until_complete(publisher.aclose())
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(store.aclose())
+    reliable = [item for item in items if item["channel"] == "reliable:bench"]
+    assert sorted(int(item["id"]) for item in reliable) == list(range(1, 7))
+    assert [item["channel"] for item in items].count("bench") == 6
+
+
+def test_history_recovery_requests_replay_what_was_missed(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    last_id = history.MISSED + 5
+    store = open_history(f"sqlite:///{tmp_path}/recovery.db")
+    publisher = Publisher(asgi.GRIP_URL, history=store)
+    try:
+        for i in range(1, last_id + 1):
+            store.sync.append("recovery", f"event {i}")
+        app = history.recovery_app(publisher)
+        requests = history.recovery_requests("recovery", last_id)
+        history.check_recovery(loop, app, requests, last_id)
+        status, _, body = loop.run_until_complete(asgi.call(app, requests["missed"]))
+        data = [line for line in body.decode().splitlines() if line.startswith("data: ")]
+        assert (status, data[0], data[-1]) == (200, "data: event 6", f"data: event {last_id}")
+        with pytest.raises(AssertionError, match="missed"):
+            history.check_recovery(loop, app, requests, last_id, missed=history.MISSED - 1)
+        asgi.asgi_batch(loop, app, [requests["none"], requests["missed"]])(2)
+    finally:
+        loop.run_until_complete(publisher.aclose())
+        loop.run_until_complete(store.aclose())
 
 
 def test_e2e_helpers() -> None:

@@ -4,8 +4,10 @@ Pushpin closes the connection after every publish, so a connection pool buys not
 and httpx spends most of a millisecond of CPU per request around a new connection (anyio's
 connect, the pool, its request and response models). On this path a publish is a POST
 written by hand on a new asyncio connection, and the reply is read with a small strict
-parser: a third of the CPU, so publishing keeps up with the proxy. Errors are httpx's own
-exceptions and the reply an ``httpx.Response``, so retries and errors work as on httpx.
+parser: a third of the CPU, so publishing keeps up with the proxy. (The same reader on h11
+makes the whole publish 20-30% slower: ``benchmarks/publish.py`` compares them.) Errors are
+httpx's own exceptions and the reply an ``httpx.Response``, so retries and errors work as on
+httpx; a reply that breaks off after its status line is returned, marked (:data:`BROKEN`).
 ``https`` (Fastly Fanout) and a client you pass to the Publisher go through httpx.
 :func:`post_blocking` does the same on a plain socket for the SyncPublisher.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import http.server
 import json
 import logging
@@ -1183,6 +1184,27 @@ def test_items_stranded_on_a_closed_loop_are_reported_when_the_publisher_is_used
     assert set(reports.contents()) == {"0", "1", "2"} - set(received_contents(bodies))
     assert "next" in received_contents(bodies)
     assert publisher.failed_count == len(reports.contents())
+
+
+def test_items_of_a_publisher_dropped_with_its_closed_loop_are_reported_when_collected(
+    endpoint: tuple[str, list[bytes]],
+) -> None:
+    url, bodies = endpoint
+    reports = Reports()
+    publisher = Publisher(url, on_error=reports)
+
+    async def queue(publisher: Publisher) -> None:
+        for n in range(3):
+            publisher.publish_nowait("c", WebSocketMessageFormat(str(n)))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(queue(publisher))
+    loop.close()  # the worker stays pending, and the publisher is never used again
+    del publisher
+    gc.collect()  # the worker's coroutine is closed with it
+    assert set(reports.contents()) == {"0", "1", "2"} - set(received_contents(bodies))
+    [(error, _)] = reports.calls
+    assert "event loop closed" in str(error)
 
 
 def test_publish_nowait_is_refused_on_a_loop_that_ends_with_the_call(

@@ -138,17 +138,37 @@ def post_blocking(
         sock = socket.create_connection((target.host, target.port), timeout=timeout.connect)
         phase = "write"
         sock.settimeout(timeout.write)
-        sock.sendall(_request_bytes(target, headers, body))
-        phase = "read"
-        sock.settimeout(timeout.read)
-        while (reply := buffer.feed(sock.recv(_READ_SIZE))) is None:
-            pass
+        try:
+            sock.sendall(_request_bytes(target, headers, body))
+        except ConnectionError:
+            # A server that refuses a long body (Pushpin: over 1 MB) answers and closes before
+            # reading the rest; its answer, when there is one, says more than the write error.
+            reply = _early_reply(sock, buffer, timeout.read)
+            if reply is None:
+                raise
+        else:
+            phase = "read"
+            sock.settimeout(timeout.read)
+            while (reply := buffer.feed(sock.recv(_READ_SIZE))) is None:
+                pass
     except (OSError, ReplyParseError) as exc:  # socket.timeout is TimeoutError, an OSError
         reply = _broken_or_raise(phase, exc, url, buffer)
     finally:
         if sock is not None:
             sock.close()
     return _response(reply)
+
+
+def _early_reply(sock: socket.socket, buffer: _Buffer, seconds: float | None) -> Reply | None:
+    sock.settimeout(seconds)
+    try:
+        while (reply := buffer.feed(sock.recv(_READ_SIZE))) is None:
+            pass
+    except ReplyParseError:
+        return None
+    except OSError as exc:
+        return buffer.cut_short(f"mid-reply: {exc}")
+    return reply
 
 
 def _broken_or_raise(phase: str, exc: Exception, url: str, buffer: _Buffer) -> Reply:

@@ -421,6 +421,8 @@ class Serve:
     data: bytes | list[bytes] | Callable[[bytes], bytes] = b""
     #: False: keep the connection open until the client closes it.
     close: bool = True
+    #: Answer after this many bytes of the request, without reading the rest (None: all).
+    read_only: int | None = None
 
 
 @dataclass
@@ -443,7 +445,9 @@ class Server:
         self.connections += 1
         raw = b""
         try:
-            raw = await read_request(reader)
+            raw = await (
+                read_request(reader) if reply.read_only is None else reader.read(reply.read_only)
+            )
             data = reply.data(raw) if callable(reply.data) else reply.data
             if raw:
                 for n, piece in enumerate(data if isinstance(data, list) else [data]):
@@ -769,6 +773,17 @@ async def test_each_phase_raises_its_httpx_error(
     with pytest.raises(error, match=message):
         await post("http://pushpin.test/publish/", {}, b"", httpx.Timeout(0.05))
     assert writer.closed is (connect is nothing)
+
+
+@pytest.mark.anyio
+async def test_post_blocking_reports_the_answer_given_before_the_body_was_read() -> None:
+    """Pushpin answers a body over 1 MB with 400 and closes without reading the rest."""
+    refused = http_reply(400, b"Request body too large.\n")
+    async with serve(Serve(refused, read_only=65_536)) as server:
+        body = b"x" * 16_000_000  # more than the socket buffers take before the reset
+        response = await asyncio.to_thread(post_blocking, server.url, {}, body, TIMEOUT)
+        await server.requests(1)
+    assert (response.status_code, response.text) == (400, "Request body too large.\n")
 
 
 @pytest.mark.anyio

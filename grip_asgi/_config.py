@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, cast
 from urllib.parse import (
     SplitResult,
     parse_qsl,
@@ -42,11 +42,15 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
-class GripConfig:
+class GripConfig(Mapping[str, Key]):
     """One GRIP proxy: where to publish, how to authenticate, and how to verify ``Grip-Sig``.
 
-    The field names are gripcontrol's, so code that read ``config["control_uri"]`` reads
-    ``config.control_uri``. Secrets are left out of ``repr()`` so a logged config leaks nothing.
+    The field names are gripcontrol's, and a config also reads like the dict gripcontrol's
+    ``parse_grip_uri`` returned: ``config["control_uri"]``, ``"key" in config``,
+    ``config.get("verify_iss")``, ``dict(config)``. As in that dict, a field that is not set
+    is absent; ``GripConfig.from_dict(config)`` reads it back. It stays an immutable value
+    (compared and hashed by its fields, never equal to a dict). Secrets are left out of
+    ``repr()`` so a logged config leaks nothing.
     """
 
     #: Base URI of the proxy's control API; items are POSTed to ``<control_uri>/publish/``.
@@ -136,6 +140,22 @@ class GripConfig:
         if verify_key is None or self.verify_key is not None:
             return self
         return replace(self, verify_key=verify_key)
+
+    # gripcontrol's dict view: the fields that are set, by name.
+    def __getitem__(self, name: str) -> Key:
+        value = getattr(self, name, None) if name in _FIELD_NAMES else None
+        if value is None:
+            raise KeyError(name)
+        return cast(Key, value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in _FIELD_NAMES if getattr(self, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(GripConfig))
 
 
 def parse_grip_uri(uri: str) -> GripConfig:

@@ -113,10 +113,13 @@ def decode_websocket_events(
     and its byte offset. An empty body has no events.
 
     Args:
-        body: the request body.
+        body: the request body, as bytes (a bytearray or memoryview is copied; a str is a
+            TypeError, as the content sizes count bytes).
         max_events: raise if the body holds more events than this.
         max_event_size: raise if an event's content is larger than this many bytes.
     """
+    if not isinstance(body, bytes):
+        body = _bytes_body(body)
     events: list[WebSocketEvent] = []
     end = len(body)
     pos = 0
@@ -154,6 +157,15 @@ def decode_websocket_events(
         events.append(WebSocketEvent(event_type, body[start:pos]))
         pos += 2
     return events
+
+
+def _bytes_body(body: object) -> bytes:
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        # gripcontrol refuses a str too: the content sizes count bytes, not characters.
+        raise TypeError("body must be bytes, not str: encode it, e.g. body.encode('utf-8')")
+    raise TypeError(f"body must be bytes, not {type(body).__name__}")
 
 
 def encode_websocket_events(events: Iterable[WebSocketEvent]) -> bytes:

@@ -8,12 +8,16 @@ Every exception derives from :class:`GripError`::
     │   ├── WebSocketDecodeError (also ValueError)   a malformed WebSocket-over-HTTP body (400)
     │   ├── ConnectionIdMissingError          no Connection-Id on WebSocket-over-HTTP (400)
     │   ├── RequestTooLargeError              a body over the configured limit (413)
-    │   └── RequestHeaderTooLargeError        GRIP headers over the configured limits (431)
+    │   ├── RequestHeaderTooLargeError        GRIP headers over the configured limits (431)
+    │   └── RecoveryRequestError              a bad Last-Event-ID (400) or next link (403)
     ├── GripInstructError (also RuntimeError)
     │   ├── InstructAlreadyStartedError       ``start_instruct()`` called twice
     │   ├── InstructNotAvailableError         the request did not come through a GRIP proxy
     │   └── InstructTooLateError              ``start_instruct()`` after the response started
     ├── WebSocketStateError (also RuntimeError)   a WebSocketContext used in the wrong state
+    ├── HistoryError                          a channel history store failed (grip_asgi.history)
+    │   ├── HistoryGapError                   reading after an id would skip trimmed events
+    │   └── HistoryUnavailableError           the store's backend cannot be used now
     └── PublishError                          a publish failed; says what was delivered and what not
         ├── PublishConnectionError            the proxy could not be reached
         ├── PublishTimeoutError               the proxy did not answer in time

@@ -492,14 +492,17 @@ def _catch_up(
             continue
         plan.start[channel] = after
         try:
-            events: list[StoredEvent] = yield ReadEvents(channel, after, options.page_size)
+            # One more than a page: a backlog of exactly one page needs no next page.
+            events: list[StoredEvent] = yield ReadEvents(channel, after, options.page_size + 1)
         except HistoryGapError as gap:
             plan.out.append((channel, None))
             plan.positions[channel] = gap.current_id
             continue
+        if len(events) > options.page_size:
+            plan.more = True
+            del events[options.page_size :]
         plan.out.extend((channel, event) for event in events)
         plan.positions[channel] = events[-1].id if events else after
-        plan.more = plan.more or len(events) == options.page_size
     # Across channels, in the order they were published.
     plan.out.sort(key=lambda entry: entry[1].time if isinstance(entry[1], StoredEvent) else 0)
     return plan

@@ -168,6 +168,13 @@ def test_every_worker_derives_the_same_link_key_from_the_verify_key() -> None:
     assert other_worker.verify(token, 1) == (("c",), None, {})
 
 
+def test_an_explicit_link_key_signs_alone() -> None:
+    token = link_signer_for(GripSettings.build(GRIP_URL, link_key="L" * 16)).sign(["c"], None, 0, 9)
+    assert LinkSigner("L" * 16).verify(token, 1)[0] == ("c",)
+    with pytest.raises(RecoveryRequestError):  # not the verify key's
+        link_signer_for(GripSettings.build(GRIP_URL)).verify(token, 1)
+
+
 def test_an_explicit_link_key_must_be_long() -> None:
     with pytest.raises(GripConfigError, match="16 bytes"):
         link_signer_for(GripSettings.build(GRIP_URL, link_key="short"))
@@ -295,6 +302,17 @@ def test_a_long_backlog_is_paged_through_next_links(
         headers = proxy.headers()  # the proxy's own request: no Last-Event-ID, no cookies
     assert seen == ["5% 1", "5% 2", "5% 3", "5% 4", "5% 5"]
     assert read_instruct(response).channels[0].prev_id == "5"
+
+
+def test_a_backlog_of_exactly_one_page_is_held_at_once(
+    client: TestClient, history: MemoryHistory
+) -> None:
+    fill(history, "news", 4)
+    response = client.get(
+        "/events/news?page=3", headers={**proxy.headers(), "Last-Event-ID": "news:1"}
+    )
+    assert [e["id"] for e in sse_events(response.content)] == ["news:2", "news:3", "news:4"]
+    assert read_instruct(response).hold == "stream"  # no needless next page
 
 
 def test_the_next_link_carries_the_channels_and_user_not_the_cookies(
@@ -429,6 +447,12 @@ def test_the_blocking_driver_gives_the_same_reply(history: MemoryHistory) -> Non
     reply = run_sync(steps, history.sync)
     assert [e["id"] for e in sse_events(reply.body)] == ["news:2", "news:3"]
     assert grip.instruct is not None and grip.instruct.hold == "stream"
+    backlog = StreamOptions(("news",), history=2)
+    reply = run_sync(
+        sse_steps(SubscribeRequest(proxied_grip(), None, {}, 0.0), backlog, LinkSigner()),
+        history.sync,
+    )
+    assert [e["id"] for e in sse_events(reply.body)] == ["news:2", "news:3"]
     gone = SubscribeRequest(proxied_grip(), "news:99", {}, 0.0)  # past the current id
     reply = run_sync(sse_steps(gone, StreamOptions(("news",)), LinkSigner()), history.sync)
     assert [e["event"] for e in sse_events(reply.body)] == ["stream-reset"]

@@ -270,6 +270,8 @@ def machine_summary() -> str:
             "gripcontrol",
             "pubcontrol",
             "django-grip",
+            "django-eventstream",
+            "redis",
             "PyJWT",
             "starlette",
             "Django",

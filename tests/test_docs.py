@@ -45,6 +45,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -660,14 +661,12 @@ def commands(block: Block) -> list[str]:
 @cache
 def project_extras() -> dict[str, list[str]]:
     """``[project.optional-dependencies]`` of pyproject.toml: extra → requirement names."""
-    text = (REPO_ROOT / "pyproject.toml").read_text()
-    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
-    extras: dict[str, list[str]] = {}
-    for name, body in re.findall(r"^(\w+) = \[(.*?)\]", section, re.MULTILINE | re.DOTALL):
-        extras[name] = [
-            re.split(r"[<>=\[ ]", req, maxsplit=1)[0] for req in re.findall(r'"([^"]+)"', body)
-        ]
-    return extras
+    with (REPO_ROOT / "pyproject.toml").open("rb") as file:
+        optional = tomllib.load(file)["project"]["optional-dependencies"]
+    return {
+        extra: [re.split(r"[<>=\[ ]", req, maxsplit=1)[0] for req in requirements]
+        for extra, requirements in optional.items()
+    }
 
 
 def check_pip(args: list[str], where: str) -> None:

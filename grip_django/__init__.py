@@ -16,19 +16,28 @@ from .events import (
     sse_response,
 )
 from .middleware import GripHttpRequest, GripMiddleware
-from .publish import apublish, get_async_publisher, get_publisher, publish
+from .publish import (
+    apublish,
+    apublish_reliable,
+    get_async_publisher,
+    get_publisher,
+    publish,
+    publish_reliable,
+)
 
 __all__ = (
     "GripHttpRequest",
     "GripMiddleware",
     "alongpoll_response",
     "apublish",
+    "apublish_reliable",
     "asse_response",
     "get_async_publisher",
     "get_publisher",
     "is_next_link",
     "longpoll_response",
     "publish",
+    "publish_reliable",
     "set_hold_longpoll",
     "set_hold_stream",
     "sse_response",

@@ -22,14 +22,17 @@ import weakref
 from collections.abc import Mapping, Sequence
 
 from grip_asgi._publish import Format, Item, Publisher, SyncPublisher
+from grip_asgi.history import StoredEvent
 
 from .conf import grip_conf
 
 __all__ = (
     "apublish",
+    "apublish_reliable",
     "get_async_publisher",
     "get_publisher",
     "publish",
+    "publish_reliable",
     "reset_publishers",
 )
 
@@ -47,14 +50,15 @@ class _Publishers:
     def sync(self) -> SyncPublisher:
         with self._lock:
             if self._sync is None:
-                self._sync = SyncPublisher(grip_conf.settings)
+                self._sync = SyncPublisher(grip_conf.settings, history=grip_conf.history)
             return self._sync
 
     def for_loop(self, loop: asyncio.AbstractEventLoop) -> Publisher:
         with self._lock:
             publisher = self._by_loop.get(loop)
             if publisher is None:
-                publisher = self._by_loop[loop] = Publisher(grip_conf.settings)
+                publisher = Publisher(grip_conf.settings, history=grip_conf.history)
+                self._by_loop[loop] = publisher
             return publisher
 
     def reset(self) -> None:
@@ -140,6 +144,20 @@ async def apublish(
     await get_async_publisher().publish(
         channel, formats, id=id, prev_id=prev_id, meta=meta, no_seq=no_seq
     )
+
+
+def publish_reliable(channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+    """Publish ``data`` to reliable channel ``channel``: appended to ``GRIP_HISTORY_URL``'s
+    history, then published, so the subscribers of :func:`~grip_django.sse_response` and
+    :func:`~grip_django.longpoll_response` get it exactly once and in order, whatever they
+    miss. Raises :class:`~grip_asgi.PublishError` if a proxy did not take it (it stays
+    stored: subscribers recover it). Returns the stored event."""
+    return get_publisher().publish_reliable(channel, data, event=event)
+
+
+async def apublish_reliable(channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+    """The async twin of :func:`publish_reliable`, for async views."""
+    return await get_async_publisher().publish_reliable(channel, data, event=event)
 
 
 def reset_publishers() -> None:

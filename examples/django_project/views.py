@@ -28,9 +28,10 @@ from grip_asgi import (
 from grip_django import (
     GripHttpRequest,
     apublish,
+    apublish_reliable,
     asse_response,
-    get_async_publisher,
     get_publisher,
+    publish_reliable,
     set_hold_longpoll,
     set_hold_stream,
     websocket_only,
@@ -91,7 +92,7 @@ async def chat(request: GripHttpRequest, room: str) -> None:
             break
         if isinstance(message, str):
             try:
-                await get_async_publisher().publish_reliable(room, message)  # history, /events
+                await apublish_reliable(room, message)  # the history, and /events
                 await apublish(room, WebSocketMessageFormat(message))  # the room's members
             except PublishError as exc:
                 # A proxy that is down must not cost this client its connection (the 500
@@ -143,7 +144,6 @@ async def events(request: GripHttpRequest, channel: str) -> HttpResponse:
 def publish(request: HttpRequest, channel: str) -> HttpResponse:
     """Publish the body reliably (``/events``) and to every plain subscriber of ``channel``."""
     message = request.body.decode("utf-8", errors="replace")
-    publisher = get_publisher()
-    publisher.publish_reliable(channel, message)
-    publisher.publish_text(channel, message)
+    publish_reliable(channel, message)
+    get_publisher().publish_text(channel, message)
     return _text("published\n")

@@ -167,3 +167,31 @@ def test_without_the_middleware_the_views_say_what_is_missing() -> None:
 
     with pytest.raises(RuntimeError, match="GripMiddleware"):
         sse_response(RequestFactory().get("/"), "news")
+
+
+@MODES
+@pytest.mark.anyio
+async def test_publish_reliable_feeds_the_recoverable_views(
+    mode: str, history: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publishers share the views' history (memory: here, so sharing is the only way)."""
+    from grip_django import apublish_reliable, publish_reliable
+    from grip_django.publish import get_async_publisher, get_publisher
+
+    sent: list[Any] = []
+
+    def no_proxy(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(args)
+
+    async def no_proxy_async(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(args)
+
+    monkeypatch.setattr(type(get_publisher()), "publish", no_proxy)
+    monkeypatch.setattr(type(get_async_publisher()), "publish", no_proxy_async)
+    if mode == "async":
+        stored = await apublish_reliable("feed", "from a view", event="note")
+    else:
+        stored = await sync_to_async(publish_reliable)("feed", "from a view", event="note")
+    assert (stored.id, sent[0][0]) == (1, "reliable:feed")
+    response = await get(mode, "/events/feed", **proxy.headers(), **{"Last-Event-ID": "feed:0"})
+    assert b"event: note\nid: feed:1\ndata: from a view\n\n" in response.content

@@ -124,7 +124,10 @@ async def sse(request: GripHttpRequest, channel: str) -> HttpResponse:
 def poll(request: GripHttpRequest, channel: str) -> HttpResponse:
     """A long-poll: held until a publish arrives, else this response after ``timeout`` s."""
     timeout_text = request.GET.get("timeout", "30")
-    if not timeout_text.isdigit() or not 1 <= int(timeout_text) <= 3600:
+    if (
+        not (timeout_text.isascii() and timeout_text.isdigit())
+        or not 1 <= int(timeout_text) <= 3600
+    ):
         return _text("timeout must be a whole number of seconds from 1 to 3600\n", status=400)
     timeout = int(timeout_text)
     if not request.grip.is_proxied:

@@ -79,12 +79,21 @@ def check(
 
 # --- The summary ----------------------------------------------------------------------------
 
-#: Test module -> the peer it checks, as the summary names it.
+#: Test module (or module::test) -> what it checks, as the summary names it.
 PEERS = {
     "test_gripcontrol.py": "gripcontrol 4.4.0 (with pubcontrol 3.5.0)",
     "test_django_grip.py": "django-grip 3.5.2",
-    "test_faas_grip.py": "faas-grip 1.0.1",
+    "test_faas_grip.py::test_behaves_like_faas_grip": "faas-grip 1.0.1, compat names",
+    "test_faas_grip.py::test_the_asgi_port_on_mangum_behaves_like_faas_grip": (
+        "faas-grip 1.0.1, the ASGI port on Mangum"
+    ),
 }
+
+
+def _peer_of(nodeid: str) -> str | None:
+    file, _, test = nodeid.rsplit("/", 1)[-1].partition("::")
+    function = test.split("[", 1)[0]
+    return PEERS.get(f"{file}::{function}") or PEERS.get(file)
 
 
 def summary_lines(stats: Mapping[str, list[Any]]) -> list[str]:
@@ -96,7 +105,7 @@ def summary_lines(stats: Mapping[str, list[Any]]) -> list[str]:
             nodeid = getattr(report, "nodeid", "")
             if not nodeid.startswith("tests/compat/"):
                 continue
-            peer = PEERS.get(nodeid.split("::")[0].rsplit("/", 1)[-1])
+            peer = _peer_of(nodeid)
             if peer is None:
                 continue
             durations[peer] += getattr(report, "duration", 0.0)

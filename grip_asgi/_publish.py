@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from . import _transport
+from . import metrics as _metrics
 from ._config import GripConfig, GripSettings
 from ._errors import (
     GripConfigError,
@@ -706,13 +707,21 @@ def publish_flow(
                     if isinstance(outcome, httpx.Response)
                     else _redact(repr(outcome), request.secrets),
                 )
-            if isinstance(outcome, httpx.Response) and outcome.is_success:
+            succeeded = isinstance(outcome, httpx.Response) and outcome.is_success
+            if _metrics._recorder is not None:
+                _metrics._recorder.publish_attempt(
+                    request.proxy, request.item_count, retry, succeeded
+                )
+            if succeeded:
                 break
             if retry >= policy.retries or not policy.should_retry(request, outcome):
                 cause = outcome if isinstance(outcome, Exception) else None
                 delivered = [entry for sent in requests[:index] for entry in sent.entries]
                 failed = [entry for unsent in requests[index:] for entry in unsent.entries]
-                raise _failure(request, outcome, retry + 1, delivered, failed) from cause
+                error = _failure(request, outcome, retry + 1, delivered, failed)
+                if _metrics._recorder is not None:
+                    _metrics._recorder.publish_failed(request.proxy, type(error).__name__)
+                raise error from cause
             retry += 1
 
 
@@ -1179,7 +1188,13 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             while True:
                 if delay:
                     await asyncio.sleep(delay)
-                request, delay = flow.send(await self._attempt(request))
+                started = time.perf_counter()
+                outcome = await self._attempt(request)
+                if _metrics._recorder is not None:
+                    _metrics._recorder.publish_duration(
+                        request.proxy, time.perf_counter() - started
+                    )
+                request, delay = flow.send(outcome)
         except StopIteration:
             return None
         except PublishError as exc:
@@ -1405,7 +1420,13 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
             while True:
                 if delay:
                     time.sleep(delay)
-                request, delay = flow.send(self._attempt(request))
+                started = time.perf_counter()
+                outcome = self._attempt(request)
+                if _metrics._recorder is not None:
+                    _metrics._recorder.publish_duration(
+                        request.proxy, time.perf_counter() - started
+                    )
+                request, delay = flow.send(outcome)
         except StopIteration:
             return None
         except PublishError as exc:

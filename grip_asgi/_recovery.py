@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics as _metrics
 from ._config import GripSettings
 from ._context import GripContext
 from ._errors import GripConfigError, GripProtocolError
@@ -434,6 +435,8 @@ class _Plan:
     out: list[tuple[str, StoredEvent | str | None]]
     #: A channel has more than one page to catch up.
     more: bool = False
+    #: How many of the stored events in ``out`` a returning subscriber had missed.
+    replayed: int = 0
 
 
 def _subscription(
@@ -502,10 +505,17 @@ def _catch_up(
             plan.more = True
             del events[options.page_size :]
         plan.out.extend((channel, event) for event in events)
+        plan.replayed += len(events)
         plan.positions[channel] = events[-1].id if events else after
     # Across channels, in the order they were published.
     plan.out.sort(key=lambda entry: entry[1].time if isinstance(entry[1], StoredEvent) else 0)
     return plan
+
+
+def _count_recovery(transport: str, plan: _Plan) -> None:
+    if _metrics._recorder is not None:
+        resets = sum(1 for _, item in plan.out if item is None)
+        _metrics._recorder.recovery(transport, plan.replayed, resets, plan.more)
 
 
 def sse_steps(
@@ -520,6 +530,7 @@ def sse_steps(
         plan = yield from _catch_up(request, options, signer, snapshot)
     except RecoveryRequestError as exc:
         return _error(exc)
+    _count_recovery("sse", plan)
     grip = request.grip
     # Each event's id names every channel's position as it leaves, so a client that drops
     # mid-catch-up resumes where it was (a reset repeats until the client has seen it).
@@ -584,6 +595,7 @@ def longpoll_steps(
         plan = yield from _catch_up(request, options, signer, snapshot)
     except RecoveryRequestError as exc:
         return _error(exc)
+    _count_recovery("longpoll", plan)
     grip = request.grip
     events: list[dict[str, Any]] = []
     for channel, item in plan.out:

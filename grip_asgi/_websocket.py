@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Literal, TypeGuard
 
+from . import metrics as _metrics
 from ._errors import WebSocketDecodeError, WebSocketStateError
 
 __all__ = (
@@ -569,7 +570,8 @@ class WebSocketContext:
         """The reply for Pushpin: status, headers and body (without Content-Length).
 
         Normally ``200`` with the encoded :attr:`out_events`; after :meth:`reject` the
-        rejection's status and text. Calling it does not change the context.
+        rejection's status and text. Calling it does not change the context; with
+        :mod:`grip_asgi.metrics` on, it counts the events as sent (the adapters call it once).
         """
         if self._rejection is not None:
             status, reason = self._rejection
@@ -586,4 +588,7 @@ class WebSocketContext:
         echo = self._close_echo()
         if echo is not None:
             events = [*events, echo]
-        return 200, headers, encode_websocket_events(events)
+        body = encode_websocket_events(events)
+        if _metrics._recorder is not None:
+            _metrics._recorder.websocket_sent(events)
+        return 200, headers, body

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import partial
 from typing import Any
 
+from . import metrics as _metrics
 from ._config import GripConfig, GripSettings, Key
 from ._context import (
     PROXY_REQUIRED_MESSAGE,
@@ -143,6 +144,8 @@ class GripMiddleware:
             state = scope.setdefault("state", {})
             state["grip"] = self._unproxied
             state["grip_publisher"] = self.publisher
+            if _metrics._recorder is not None:
+                _metrics._recorder.request(self._unproxied, refused=self._proxy_only)
             if self._proxy_only:
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
@@ -168,6 +171,8 @@ class GripMiddleware:
             ctx = processor.inspect(head)
             state["grip"] = ctx
             if self._proxy_only and not ctx.is_proxied:
+                if _metrics._recorder is not None:
+                    _metrics._recorder.request(ctx, refused=True)
                 await _send_plain(send, 501, PROXY_REQUIRED_MESSAGE)
                 return
             body = None
@@ -178,8 +183,12 @@ class GripMiddleware:
                 processor.attach_websocket(ctx, head, body)
         except GripProtocolError as exc:
             logger.debug("grip: rejecting request: %s", exc)
+            if _metrics._recorder is not None:
+                _metrics._recorder.rejected(exc)
             await _send_plain(send, exc.status_hint, str(exc))
             return
+        if _metrics._recorder is not None:
+            _metrics._recorder.request(ctx)
         if body is not None:
             await self._call_websocket(scope, _replay(body, receive), send, ctx)
         elif ctx.is_proxied:

@@ -20,6 +20,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from grip_asgi import metrics as _metrics
 from grip_asgi._context import (
     PROXY_REQUIRED_MESSAGE,
     GripContext,
@@ -150,13 +151,19 @@ def _process_request(processor: GripProcessor, request: HttpRequest) -> GripCont
         if head is not None:
             request.grip = ctx = processor.inspect(head)  # type: ignore[attr-defined]
         if processor.settings.proxy_only and not ctx.is_proxied:
+            if _metrics._recorder is not None:
+                _metrics._recorder.request(ctx, refused=True)
             return plain_response(501, PROXY_REQUIRED_MESSAGE)
         if head is not None and processor.wants_websocket_body(ctx, head):
             processor.attach_websocket(ctx, head, _read_body(request))
             request.wscontext = ctx.ws  # type: ignore[attr-defined]
     except GripProtocolError as exc:
         logger.debug("grip: rejecting request: %s", exc)
+        if _metrics._recorder is not None:
+            _metrics._recorder.rejected(exc)
         return plain_response(exc.status_hint, str(exc))
+    if _metrics._recorder is not None:
+        _metrics._recorder.request(ctx)
     return ctx
 
 

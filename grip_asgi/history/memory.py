@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import ParamSpec, TypeVar
 
+from .. import metrics as _metrics
 from ._base import (
     HistoryUnavailableError,
     Retention,
@@ -53,7 +54,9 @@ class _SyncMemoryHistory(SyncHistory):
             stored = StoredEvent(channel, state.last_id, data, event, self._clock())
             state.events.append(stored)
             self._apply_retention(state, stored.time)
-            return stored
+        if _metrics._recorder is not None:
+            _metrics._recorder.history_append("memory")
+        return stored
 
     def read(self, channel: str, after_id: int = 0, *, limit: int = 100) -> list[StoredEvent]:
         check_channel(channel)

@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from .. import metrics as _metrics
 from .._config import _redacted
 from .._errors import GripConfigError
 from ._base import (
@@ -200,6 +201,8 @@ class _Flows:
         check_append(channel, data, event)
         keys = (self._ids, self._stream(channel))
         new_id, time = yield _Script("append", keys, (channel, data, event or "", *self._limits))
+        if _metrics._recorder is not None:
+            _metrics._recorder.history_append("redis")
         return StoredEvent(channel, int(new_id), data, event, float(time))
 
     def read(self, channel: str, after_id: int, limit: int) -> _Flow[list[StoredEvent]]:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
+from .. import metrics as _metrics
 from ._base import (
     HistoryUnavailableError,
     Retention,
@@ -127,6 +128,8 @@ class _SyncSQLiteHistory(SyncHistory):
             conn.execute(_INSERT, (channel, new_id, now, event, data))
             conn.execute(_SET_LAST_ID, (channel, new_id))
             self._apply_retention(conn, channel, now)
+        if _metrics._recorder is not None:
+            _metrics._recorder.history_append("sqlite")
         return StoredEvent(channel, new_id, data, event, now)
 
     def read(self, channel: str, after_id: int = 0, *, limit: int = 100) -> list[StoredEvent]:

@@ -19,6 +19,7 @@ from urllib.parse import (
 )
 
 from ._errors import GripConfigError
+from .zmq._protocol import ZMQ_SCHEMES, ZmqEndpoint, parse_zmq_uri
 
 __all__ = (
     "FASTLY_FANOUT_PUBLIC_KEY",
@@ -51,9 +52,19 @@ class GripConfig(Mapping[str, Key]):
     is absent; ``GripConfig.from_dict(config)`` reads it back. It stays an immutable value
     (compared and hashed by its fields, never equal to a dict). Secrets are left out of
     ``repr()`` so a logged config leaks nothing.
+
+    ``control_uri`` may name one of Pushpin's ZeroMQ sockets instead (``pip install
+    "grip-asgi[zmq]"``): ``zmq+tcp://host:port`` or ``zmq+ipc:///path`` PUSHes each item to
+    one Pushpin's ``push_in_spec``; adding ``?mode=pub`` binds a PUB socket there that any
+    number of Pushpins subscribe to (``push_in_sub_specs`` with ``push_in_sub_connect=true``),
+    and ``?mode=pub&bind=false`` connects it instead (to a Pushpin's bound SUB socket, or a
+    broker). A ZeroMQ send confirms nothing: a publish returns once the items are queued on
+    the socket, with no word from Pushpin. ``key`` and ``control_iss`` are not sent there
+    (ZeroMQ has no auth); ``verify_iss`` and ``verify_key`` still check ``Grip-Sig``.
     """
 
     #: Base URI of the proxy's control API; items are POSTed to ``<control_uri>/publish/``.
+    #: Or a ZeroMQ socket, ``zmq+tcp://host:port[?mode=pub]`` (see above).
     control_uri: str
     #: Issuer of the JWT sent when publishing (with ``key``); None sends ``key`` as a Bearer token.
     control_iss: str | None = None
@@ -73,10 +84,15 @@ class GripConfig(Mapping[str, Key]):
                 f"control_uri must be a string, got {type(self.control_uri).__name__}"
             )
         parts = _split_url(self.control_uri)
+        if parts.scheme in ZMQ_SCHEMES:
+            parse_zmq_uri(self.control_uri)  # raises GripConfigError saying what is wrong
+            if self.user is not None or self.password is not None:
+                raise GripConfigError("a ZeroMQ control_uri takes no user or password")
+            return
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise GripConfigError(
                 "control_uri must be an http:// or https:// URL with a host, "
-                f"got {_redacted(self.control_uri)!r}"
+                f"got {_redacted(self.control_uri)!r} (or zmq+tcp:// or zmq+ipc:// for ZeroMQ)"
             )
 
     @classmethod
@@ -119,9 +135,21 @@ class GripConfig(Mapping[str, Key]):
 
     @property
     def publish_url(self) -> str:
-        """The URL items are POSTed to (query parameters kept after ``/publish/``)."""
+        """The URL items are POSTed to (query parameters kept after ``/publish/``); for a
+        ZeroMQ proxy, the socket's address (``tcp://host:port`` or ``ipc:///path``)."""
+        endpoint = self.zmq_endpoint
+        if endpoint is not None:
+            return endpoint.address
         parts = urlsplit(self.control_uri)
         return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/publish/"))
+
+    @property
+    def zmq_endpoint(self) -> ZmqEndpoint | None:
+        """The ZeroMQ socket a ``zmq+`` control URI names (address, mode, bind); None for
+        an HTTP proxy."""
+        if not self.control_uri.startswith("zmq+"):
+            return None
+        return parse_zmq_uri(self.control_uri)
 
     @property
     def signature_key(self) -> Key | None:
@@ -164,20 +192,27 @@ def parse_grip_uri(uri: str) -> GripConfig:
     The query parameters ``iss``, ``key``, ``verify-iss`` and ``verify-key`` are consumed
     (``base64:`` keys are decoded to bytes); any others stay on ``control_uri``.
     ``user:pass@`` becomes Basic credentials. A trailing ``/`` is removed.
+
+    ``zmq+tcp://host:port`` and ``zmq+ipc:///path`` publish over ZeroMQ instead: PUSH to one
+    Pushpin, or with ``?mode=pub`` a PUB socket Pushpins subscribe to (see
+    :class:`GripConfig`). ``mode`` and ``bind`` stay on ``control_uri``; ``verify-iss`` and
+    ``verify-key`` are read as for HTTP.
     """
     if not isinstance(uri, str) or not uri.strip():
         raise GripConfigError("GRIP URL is empty")
     uri = uri.strip()
     parts = _split_url(uri)
-    if parts.scheme not in ("http", "https"):
+    zmq = parts.scheme in ZMQ_SCHEMES
+    if parts.scheme not in ("http", "https") and not zmq:
         raise GripConfigError(
-            f"GRIP URL must start with http:// or https://, got {_redacted(uri)!r}"
+            "GRIP URL must start with http:// or https://, "
+            f"got {_redacted(uri)!r} (or zmq+tcp:// or zmq+ipc:// for ZeroMQ)"
         )
     try:
         port = parts.port
     except ValueError:
         raise GripConfigError(f"GRIP URL has an invalid port: {_redacted(uri)!r}") from None
-    if not parts.hostname:
+    if not parts.hostname and not zmq:
         raise GripConfigError(f"GRIP URL has no host: {_redacted(uri)!r}")
 
     # A literal "+" in a base64 key means "+", not a space (gripcontrol does the same).
@@ -192,12 +227,15 @@ def parse_grip_uri(uri: str) -> GripConfig:
         else:
             kept.append((name, value))
 
-    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if port is not None:
-        netloc += f":{port}"
-    control_uri = urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/"), urlencode(kept, quote_via=quote), "")
-    )
+    rest = urlencode(kept, quote_via=quote)
+    if zmq:  # the address as given ("*" binds every interface), and zmq+ipc:// keeps its //
+        control_uri = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else "")
+    else:
+        hostname = parts.hostname or ""
+        netloc = hostname if ":" not in hostname else f"[{hostname}]"
+        if port is not None:
+            netloc += f":{port}"
+        control_uri = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), rest, ""))
     return GripConfig(
         control_uri=control_uri,
         control_iss=consumed.get("iss") or None,

@@ -42,6 +42,8 @@ from ._errors import (
 )
 from ._sse import encode_sse_event
 from .history import HistoryStore, StoredEvent, open_history
+from .zmq import _sockets as _zmq
+from .zmq._protocol import pub_message, push_message
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -427,7 +429,8 @@ def _as_item(
 
 @dataclass(frozen=True, slots=True)
 class PublishRequest:
-    """One HTTP request to one proxy's publish endpoint, ready to send."""
+    """One HTTP request to one proxy's publish endpoint, ready to send; or, for a ZeroMQ
+    proxy, every item as ZeroMQ messages (``messages``), with ``url`` the socket's address."""
 
     #: The proxy's control URI without credentials or query: safe for errors and logs.
     proxy: str
@@ -443,9 +446,13 @@ class PublishRequest:
     entries: tuple[tuple[str, Item], ...] = field(default=(), repr=False, compare=False)
     #: The proxy is Fastly Fanout's API, which does not say that it drops a repeated id.
     fastly: bool = False
+    #: For a ZeroMQ proxy: one message (its frames) per item, in order; empty for HTTP.
+    messages: tuple[tuple[bytes, ...], ...] = field(default=(), repr=False, compare=False)
 
 
 def _proxy_name(config: GripConfig) -> str:
+    if config.zmq_endpoint is not None:  # no credentials; keep zmq+ipc:///'s slashes
+        return config.control_uri.partition("?")[0]
     parts = urlsplit(config.control_uri)
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
@@ -558,7 +565,8 @@ def build_publish_requests(
     """The requests that publish ``items``: one list per proxy, in ``settings.proxies`` order.
 
     The channel prefix is applied here. Each list holds as few requests as the body limit
-    allows, in item order. ``now`` (Unix time) sets the expiry of JWT auth.
+    allows, in item order. ``now`` (Unix time) sets the expiry of JWT auth. A ZeroMQ proxy
+    gets one request that holds every item, one message each (no body limit applies).
     """
     if not settings.proxies:
         raise GripConfigError(_NO_PROXY)
@@ -571,11 +579,15 @@ def build_publish_requests(
         encoded.append((data.encode("utf-8"), item.id is not None))
     bodies = []
     start = 0
-    for body, count, idempotent in _chunks(encoded, max_body_size):
-        bodies.append((body, count, idempotent, tuple(entries[start : start + count])))
-        start += count
+    if any(config.zmq_endpoint is None for config in settings.proxies):
+        for body, count, idempotent in _chunks(encoded, max_body_size):
+            bodies.append((body, count, idempotent, tuple(entries[start : start + count])))
+            start += count
     plan = []
     for config in settings.proxies:
+        if config.zmq_endpoint is not None:
+            plan.append([_zmq_request(config, settings.prefix, entries, encoded)])
+            continue
         headers = {"Content-Type": "application/json"}
         auth = authorization_header(config, now=now)
         if auth is not None:
@@ -589,6 +601,40 @@ def build_publish_requests(
             ]
         )
     return plan
+
+
+def _zmq_request(
+    config: GripConfig,
+    prefix: str,
+    entries: Sequence[tuple[str, Item]],
+    encoded: Sequence[tuple[bytes, bool]],
+) -> PublishRequest:
+    """Every item as a message for ``config``'s ZeroMQ socket (spec §4.4): ``J`` + its JSON,
+    after its channel (the topic) on a PUB socket."""
+    endpoint = config.zmq_endpoint
+    assert endpoint is not None
+    messages: tuple[tuple[bytes, ...], ...]
+    if endpoint.mode == "push":
+        messages = tuple((push_message(data),) for data, _ in encoded)
+    else:
+        messages = tuple(
+            pub_message(prefix + channel, data)
+            for (channel, _), (data, _) in zip(entries, encoded, strict=True)
+        )
+    idempotent = all(has_id for _, has_id in encoded)
+    proxy = _proxy_name(config)
+    return PublishRequest(
+        proxy,
+        endpoint.address,
+        {},
+        b"",
+        len(entries),
+        idempotent,
+        (),
+        tuple(entries),
+        False,
+        messages,
+    )
 
 
 #: What one attempt ends with: the proxy's answer, or the reason there was none.
@@ -780,6 +826,8 @@ class _BasePublisher(Generic[_C, _R]):
         self._direct_http = client is None and not _env_http_proxy()
         self._history = history
         self._owns_history = history is None
+        # One ZeroMQ socket per zmq+ proxy, opened at its first publish.
+        self._zmq_senders: dict[str, _zmq.ZmqSender] = {}
 
     @property
     def history(self) -> HistoryStore:
@@ -808,6 +856,25 @@ class _BasePublisher(Generic[_C, _R]):
             if self._client is None:
                 self._client = self._new_client()
             return self._client
+
+    def _zmq_sender(self, request: PublishRequest) -> _zmq.ZmqSender:
+        config = next(c for c in self.settings.proxies if _proxy_name(c) == request.proxy)
+        assert config.zmq_endpoint is not None
+        with self._lock:
+            sender = self._zmq_senders.get(request.proxy)
+            if sender is None:
+                # A ZeroMQ send waits for room in the socket's queue, never for ever.
+                wait = self._timeout.write or _zmq.DEFAULT_SEND_TIMEOUT
+                sender = self._zmq_senders[request.proxy] = _zmq.ZmqSender(
+                    config.zmq_endpoint, wait
+                )
+            return sender
+
+    def _close_zmq(self) -> None:
+        with self._lock:
+            senders, self._zmq_senders = list(self._zmq_senders.values()), {}
+        for sender in senders:
+            sender.close()
 
     @property
     def closed(self) -> bool:
@@ -1182,6 +1249,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         self._raise_failures(results, proxies)
 
     async def _send(self, requests: list[PublishRequest]) -> PublishError | None:
+        if requests[0].messages:  # a ZeroMQ proxy: queued on its socket, nothing to retry
+            return await _zmq.send_request(self._zmq_sender(requests[0]), requests[0])
         flow = publish_flow(requests, self._retry)
         try:
             request, delay = next(flow)
@@ -1368,6 +1437,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             await self.flush()
         finally:
             self._closed = True
+            self._close_zmq()
             if self._owns_client and self._client is not None:
                 await self._client.aclose()
             if self._owns_history and self._history is not None:
@@ -1414,6 +1484,8 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
     retry.__doc__ = _BasePublisher.retry.__doc__
 
     def _send(self, requests: list[PublishRequest]) -> PublishError | None:
+        if requests[0].messages:  # a ZeroMQ proxy: queued on its socket, nothing to retry
+            return _zmq.send_request_blocking(self._zmq_sender(requests[0]), requests[0])
         flow = publish_flow(requests, self._retry)
         try:
             request, delay = next(flow)
@@ -1459,6 +1531,7 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
         """Close the connection pool (unless it was given) and the history it opened.
         Publishing afterwards raises."""
         self._closed = True
+        self._close_zmq()
         if self._owns_client and self._client is not None:
             self._client.close()
         if self._owns_history and self._history is not None:

@@ -72,12 +72,13 @@ zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream
 zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out
 
 [handler]
-push_in_spec=ipc://{rundir}/{ipc_prefix}push-in
-push_in_sub_specs=ipc://{rundir}/{ipc_prefix}push-in-sub
+push_in_spec=${push_in_spec}
+push_in_sub_specs=${push_in_sub_specs}
+push_in_sub_connect=${push_in_sub_connect}
 push_in_http_addr=${loopback}
 push_in_http_port=${control_port}
-stats_spec=ipc://{rundir}/{ipc_prefix}stats
-command_spec=ipc://{rundir}/{ipc_prefix}command
+stats_spec=${stats_spec}
+command_spec=${command_spec}
 # As Pushpin's stock config: unset, id_cache_ttl is 0 and a repeated item id is delivered
 # twice, which would defeat the publisher's retries of items with an id.
 id_cache_ttl=60
@@ -132,6 +133,11 @@ class Pushpin:
         executable: the ``pushpin`` command or its path.
         run_dir: directory for config, logs and sockets; kept on :meth:`stop`. None uses a
             fresh temporary directory per start, removed on :meth:`stop`.
+        zmq_tcp: bind the ZeroMQ sockets (publish, stats, command) on free 127.0.0.1 TCP
+            ports, known before :meth:`start`, instead of ipc sockets in the run dir.
+        subscribe_to: ZeroMQ PUB addresses (``tcp://host:port``) that this Pushpin connects
+            its SUB socket to (``push_in_sub_connect``), e.g. a publisher's
+            ``zmq+tcp://...?mode=pub``; empty: Pushpin binds its own SUB socket.
     """
 
     def __init__(
@@ -152,6 +158,8 @@ class Pushpin:
         message_hwm: int = 25000,
         executable: str = "pushpin",
         run_dir: str | None = None,
+        zmq_tcp: bool = False,
+        subscribe_to: Sequence[str] = (),
     ) -> None:
         targets = (backend,) if backends is None else tuple(backends)
         if not targets:
@@ -162,6 +170,13 @@ class Pushpin:
         for value in (sig_key, sig_iss, upstream_key or "", *extra_routes, run_dir or ""):
             if "\n" in value or "\r" in value:
                 raise ValueError(f"line break in a Pushpin setting: {value!r}")
+        if isinstance(subscribe_to, str):
+            raise TypeError("subscribe_to is a list of ZeroMQ addresses, not a str")
+        for address in subscribe_to:
+            if not address.startswith(("tcp://", "ipc://")) or any(
+                char.isspace() or char == "," for char in address
+            ):
+                raise ValueError(f"not a ZeroMQ address (tcp://host:port): {address!r}")
         for port in (http_port, control_port):
             if not 0 <= port <= 65535:
                 raise ValueError(f"port out of range: {port}")
@@ -176,7 +191,12 @@ class Pushpin:
         if run_dir is not None and len(os.path.abspath(run_dir)) > _MAX_RUN_DIR:
             raise ValueError(f"run_dir is too long for unix sockets (>{_MAX_RUN_DIR}): {run_dir}")
 
-        free = iter(_free_ports([http_port, control_port].count(0)))
+        # Pushpin's ZeroMQ sockets by name: a tcp port, or None for an ipc socket in the run dir
+        zmq_names = ("push-in", "stats", "command") + (() if subscribe_to else ("push-in-sub",))
+        # Every port in one call, so no two of them can be the same.
+        wanted = [http_port, control_port].count(0) + (len(zmq_names) if zmq_tcp else 0)
+        free = iter(_free_ports(wanted))
+        self._zmq_ports = {name: next(free) if zmq_tcp else None for name in zmq_names}
         self._http_port = http_port or next(free)
         self._control_port = control_port or next(free)
         self._targets = targets
@@ -191,6 +211,7 @@ class Pushpin:
         self._message_hwm = message_hwm
         self._executable = executable
         self._given_run_dir = None if run_dir is None else os.path.abspath(run_dir)
+        self._subscribe_to = tuple(subscribe_to)
         self._run_dir: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._guard: subprocess.Popen[bytes] | None = None
@@ -236,6 +257,46 @@ class Pushpin:
     def publish_url(self) -> str:
         """Where to ``POST`` items, e.g. ``http://127.0.0.1:5561/publish/``."""
         return f"{self.control_url}/publish/"
+
+    def _zmq_spec(self, name: str) -> str | None:
+        if name not in self._zmq_ports:
+            return None
+        port = self._zmq_ports[name]
+        if port is not None:
+            return f"tcp://{_LOOPBACK}:{port}"
+        return None if self._run_dir is None else f"ipc://{self._run_dir}/pushpin-{name}"
+
+    @property
+    def push_in_spec(self) -> str | None:
+        """The ZeroMQ address Pushpin PULLs published items from (``push_in_spec``); None
+        for an ipc socket before :meth:`start`."""
+        return self._zmq_spec("push-in")
+
+    @property
+    def push_in_sub_spec(self) -> str | None:
+        """The address of Pushpin's bound SUB socket for published items
+        (``push_in_sub_specs``); None when it connects to ``subscribe_to`` instead, or for an
+        ipc socket before :meth:`start`."""
+        return self._zmq_spec("push-in-sub")
+
+    @property
+    def stats_spec(self) -> str | None:
+        """The address of Pushpin's stats PUB socket (``stats_spec``, for
+        ``grip_asgi.zmq.SubscriberCounts``); None for an ipc socket before :meth:`start`."""
+        return self._zmq_spec("stats")
+
+    @property
+    def command_spec(self) -> str | None:
+        """The address of Pushpin's command socket (``command_spec``, ZRPC); None for an
+        ipc socket before :meth:`start`."""
+        return self._zmq_spec("command")
+
+    @property
+    def zmq_grip_url(self) -> str | None:
+        """A ``GRIP_URL`` that publishes over ZeroMQ (PUSH to :attr:`push_in_spec`) and
+        checks ``Grip-Sig``; None for an ipc socket before :meth:`start`."""
+        spec = self.push_in_spec
+        return None if spec is None else f"zmq+{spec}?{self.grip_url.partition('?')[2]}"
 
     @property
     def grip_url(self) -> str:
@@ -380,7 +441,18 @@ class Pushpin:
             sig_iss=_ini_string(self._sig_iss),
             sig_key=_ini_string(self._sig_key),
             upstream_key=_ini_string(self._upstream_key),
+            push_in_spec=self._zmq_config_spec("push-in"),
+            push_in_sub_specs=",".join(self._subscribe_to) or self._zmq_config_spec("push-in-sub"),
+            push_in_sub_connect="true" if self._subscribe_to else "false",
+            stats_spec=self._zmq_config_spec("stats"),
+            command_spec=self._zmq_config_spec("command"),
         )
+
+    def _zmq_config_spec(self, name: str) -> str:
+        port = self._zmq_ports[name]
+        if port is not None:
+            return f"tcp://{_LOOPBACK}:{port}"
+        return f"ipc://{{rundir}}/{{ipc_prefix}}{name}"  # Pushpin fills these in
 
     def _render_routes(self) -> str:
         options = f",{self._route_options}" if self._route_options else ""

@@ -39,6 +39,7 @@ from ._websocket import (
     decode_websocket_events,
     meta_name,
 )
+from .pushpin_check import weak_verify_keys
 
 __all__ = (
     "PROXY_REQUIRED_MESSAGE",
@@ -307,6 +308,13 @@ class GripProcessor:
                 "grip: no Grip-Sig verify key for %s while other keys are configured, so no "
                 "request through it counts as proxied; give it a verify-key",
                 ", ".join(verifier.unverifiable),
+            )
+        if weak_keys := weak_verify_keys(settings):
+            logger.warning(
+                "grip: %s, so anyone who knows or guesses it can sign Grip-Sig as the proxy; "
+                "set Pushpin's sig_key to a random secret of 16 bytes or more, and verify-key "
+                "in GRIP_URL to the same",
+                "; ".join(weak_keys),
             )
 
     def inspect(self, head: RequestHead) -> GripContext:

@@ -15,6 +15,7 @@
 ``grip_django.W003``  ``GripMiddleware`` is not in ``MIDDLEWARE``.
 ``grip_django.W004``  ``GRIP_MAX_BODY_SIZE`` is above Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
 ``grip_django.W005``  a proxy has no key while others do: no request through it is trusted.
+``grip_django.W006``  a verify key is Pushpin's public default ``changeme``, or under 16 bytes.
 ====================  ==========================================================
 """
 
@@ -28,6 +29,7 @@ from django.core.checks import CheckMessage, Error, Warning
 
 from grip_asgi._errors import GripConfigError
 from grip_asgi._signature import ProxyVerifier
+from grip_asgi.pushpin_check import weak_verify_keys
 
 from .conf import (
     GripSettingError,
@@ -149,6 +151,15 @@ def _check_proxies() -> list[CheckMessage]:
                 " keys are configured: no request through it counts as proxied.",
                 hint="Give that proxy a verify_key, or set GRIP_VERIFY_KEY.",
                 id="grip_django.W005",
+            )
+        )
+    for weakness in weak_verify_keys(grip):
+        messages.append(
+            Warning(
+                f"{weakness}, so anyone who knows or guesses it can sign Grip-Sig as the proxy.",
+                hint="Set Pushpin's sig_key to a random secret of 16 bytes or more, and the"
+                " verify-key in GRIP_URL (or GRIP_VERIFY_KEY) to the same.",
+                id="grip_django.W006",
             )
         )
     return messages

@@ -24,7 +24,8 @@ checked against django-grip 3.5.2 by ``tests/compat``:
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest
@@ -35,7 +36,6 @@ from grip_django import middleware as _middleware
 from grip_django.decorators import set_hold_longpoll, set_hold_stream, websocket_only
 
 from .._instruct import GripInstruct
-from .._publish import Format
 from .gripcontrol import GripPubControl, PublishCallback
 from .pubcontrol import Item
 
@@ -106,7 +106,7 @@ def get_pubcontrol() -> GripPubControl:
 
 def publish(
     channel: str,
-    formats: Format | Sequence[Format],
+    formats: Any,
     id: str | None = None,
     prev_id: str | None = None,
     blocking: bool = False,

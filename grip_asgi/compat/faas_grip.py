@@ -21,13 +21,13 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from .._config import GripSettings
 from .._context import GripProcessor, RequestHead
 from .._errors import GripProtocolError
-from .._publish import Format, SyncPublisher
+from .._publish import SyncPublisher
 from .._websocket import meta_name
 from .gripcontrol import (
     GripPubControl,
@@ -161,7 +161,7 @@ def get_pubcontrol() -> GripPubControl:
 
 def publish(
     channel: str,
-    formats: Format | Sequence[Format],
+    formats: Any,
     id: str | None = None,
     prev_id: str | None = None,
     blocking: bool = True,

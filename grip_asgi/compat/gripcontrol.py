@@ -63,7 +63,7 @@ PublishCallback = Callable[[bool, str | None], object]
 # --- GRIP URLs and Grip-Sig ---------------------------------------------------------------
 
 
-def parse_grip_uri(uri: str) -> dict[str, str | bytes]:
+def parse_grip_uri(uri: str) -> dict[str, Any]:
     """gripcontrol's dict: ``control_uri`` plus ``control_iss``, ``key``, ``verify_iss`` and
     ``verify_key`` where the URL sets them (``base64:`` keys decoded to bytes).
 
@@ -71,7 +71,7 @@ def parse_grip_uri(uri: str) -> dict[str, str | bytes]:
     not ``http(s)://host...`` raises ``ValueError`` (:class:`~grip_asgi.GripConfigError`).
     """
     config = _config.parse_grip_uri(uri)
-    out: dict[str, str | bytes] = dict(config)
+    out: dict[str, Any] = dict(config)
     out.pop("user", None)
     out.pop("password", None)
     if config.user is not None:
@@ -87,7 +87,9 @@ def _with_credentials(config: _config.GripConfig) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
 
-def validate_sig(token: str | bytes, key: str | bytes, iss: str | None = None) -> bool:
+def validate_sig(
+    token: str | bytes | None, key: str | bytes | None, iss: str | None = None
+) -> bool:
     """True when ``token`` (a ``Grip-Sig`` value) is signed by ``key``, has not expired and,
     if ``iss`` is given, was issued by ``iss``.
 
@@ -246,7 +248,7 @@ class WebSocketContext:
 
     def __init__(
         self,
-        id: str,
+        id: str | None,
         meta: Mapping[str, str],
         in_events: Sequence[_AnyEvent],
         grip_prefix: str = "",
@@ -403,6 +405,14 @@ class HttpResponseFormat(_publish.HttpResponseFormat):
     __slots__ = ()
 
     def __post_init__(self) -> None:
+        if self.code is not None and (
+            not isinstance(self.code, int) or isinstance(self.code, bool)
+        ):
+            # django-grip's README passes the body first, where the status code goes.
+            raise TypeError(
+                f"code must be an int HTTP status, got {type(self.code).__name__}: "
+                "pass the body as body=..."
+            )
         if self.body is None and self.action in (None, "send"):
             object.__setattr__(self, "body", "")
         _publish.HttpResponseFormat.__post_init__(self)

@@ -9,7 +9,7 @@ Only what GRIP code uses is here; the publisher is
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from .. import _publish
@@ -39,7 +39,8 @@ class Item(_publish.Item):
 
     def __init__(
         self,
-        formats: _publish.Format | Sequence[_publish.Format],
+        # Untyped, as in pubcontrol: grip-asgi's Item checks each format.
+        formats: Any,
         id: str | None = None,
         prev_id: str | None = None,
         meta: Mapping[str, str] | None = None,

@@ -604,6 +604,12 @@ def format_http_response(h: Harness) -> object:
 
 
 @case
+def format_http_response_given_the_body_first(h: Harness) -> object:
+    # django-grip's README long-poll example does this: the first argument is the code.
+    return exported(h.api.HttpResponseFormat("object v2\n", headers={"ETag": '"v2"'}))
+
+
+@case
 def format_http_stream(h: Harness) -> object:
     F = h.api.HttpStreamFormat
     return [

@@ -116,6 +116,13 @@ EXPECTED = {
         peer=value({"hold": {"mode": "mode", "channels": [{"name": "channel"}]}}),
         ours=raises("ValueError"),
     ),
+    "format_http_response_given_the_body_first": Difference(
+        "the status code must be an int: django-grip's README long-poll example passes the "
+        "body where the code goes, which gripcontrol published as the code (with an empty "
+        "body), and Pushpin refused the item; ours raises TypeError saying to pass body=",
+        peer=value({"code": "object v2\n", "headers": {"ETag": '"v2"'}, "body": b""}),
+        ours=raises("TypeError"),
+    ),
     "format_websocket_close_with_a_reserved_code": Difference(
         _RFC_CLOSE, peer=value({"action": "close", "code": 1005}), ours=raises("ValueError")
     ),

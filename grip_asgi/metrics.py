@@ -233,7 +233,8 @@ def _families(recorder: _Recorder) -> Iterator[Metric]:
     )
     histogram = HistogramMetricFamily(
         "grip_publish_duration_seconds",
-        "Time from sending a publish request to the proxy's answer (or failure).",
+        "Time from starting a publish request to its outcome (Publisher: a wait for a "
+        "max_in_flight slot included).",
         labels=("proxy",),
     )
     bounds = [*map(floatToGoString, _DURATION_BUCKETS), "+Inf"]

@@ -63,8 +63,10 @@ import grip_asgi._transport
 import grip_asgi.events
 import grip_asgi.fastapi
 import grip_asgi.history
+import grip_asgi.metrics
 import grip_asgi.pushpin
 import grip_asgi.testing
+import grip_django.metrics  # noqa: F401 (PUBLIC_MODULES finds it in sys.modules)
 from grip_asgi import (
     GripConfig,
     GripContext,
@@ -932,6 +934,8 @@ PUBLIC_MODULES = (
     "grip_asgi.history",
     "grip_asgi.testing",
     "grip_asgi.pushpin",
+    "grip_asgi.metrics",
+    "grip_django.metrics",
 )
 
 

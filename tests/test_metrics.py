@@ -65,6 +65,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
+    metrics.disable()  # from zero, whatever ran before in this process (the docs' examples)
     registry = CollectorRegistry()
     metrics.enable(registry)
     try:
@@ -421,6 +422,7 @@ def test_metrics_view_speaks_openmetrics_when_asked(
 
 
 def test_disable_stops_counting_and_leaves_the_registries() -> None:
+    metrics.disable()
     registry = CollectorRegistry()
     metrics.enable(registry)
     metrics.enable(registry)  # once per registry: no duplicate error
@@ -442,6 +444,7 @@ def test_disable_stops_counting_and_leaves_the_registries() -> None:
 def test_enable_names_the_extra_when_prometheus_client_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    metrics.disable()
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r'pip install "grip-asgi\[metrics\]"'):
         metrics.enable()

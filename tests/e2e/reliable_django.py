@@ -21,11 +21,12 @@ from grip_asgi import PublishError
 from grip_django import (
     GripHttpRequest,
     alongpoll_response,
+    apublish_reliable,
     asse_response,
     longpoll_response,
+    publish_reliable,
     sse_response,
 )
-from grip_django.publish import get_async_publisher, get_publisher
 
 from .reliable_log import note_request
 
@@ -83,7 +84,7 @@ def publish(request: HttpRequest, channel: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
     try:
-        stored = get_publisher().publish_reliable(channel, request.body.decode())
+        stored = publish_reliable(channel, request.body.decode())
     except PublishError as exc:
         return _not_taken(exc)
     return _stored(stored.id)
@@ -105,7 +106,7 @@ async def apublish(request: HttpRequest, channel: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
     try:
-        stored = await get_async_publisher().publish_reliable(channel, request.body.decode())
+        stored = await apublish_reliable(channel, request.body.decode())
     except PublishError as exc:
         return _not_taken(exc)
     return _stored(stored.id)

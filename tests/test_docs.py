@@ -76,6 +76,7 @@ from grip_asgi import (
     WebSocketContext,
 )
 from grip_asgi._cli import _parser as publish_command_parser
+from grip_asgi._cli import main as grip_asgi_main
 from grip_asgi._publish import SyncPublisher
 from grip_asgi.pushpin import Pushpin
 from grip_asgi.testing import (
@@ -758,6 +759,15 @@ def check_pushpin_command(args: list[str], monkeypatch: pytest.MonkeyPatch) -> N
         grip_asgi.pushpin.main(args)
 
 
+def check_grip_asgi_command(args: list[str], where: str) -> None:
+    """``grip-asgi publish|check ...``: the options parse, and a check of files that exist
+    runs (what it finds is the reader's business; a usage error, exit 2, is the page's)."""
+    parsed = publish_command_parser().parse_args(args)
+    if parsed.command == "check" and Path(parsed.config).is_file():
+        code = grip_asgi_main(args)
+        assert code in (0, 1), f"{where}: grip-asgi {' '.join(args)} exited {code}"
+
+
 def check_python(args: list[str], block: Block, monkeypatch: pytest.MonkeyPatch) -> None:
     where = block.where
     if args[:1] == ["-c"]:
@@ -767,7 +777,7 @@ def check_python(args: list[str], block: Block, monkeypatch: pytest.MonkeyPatch)
     assert args[:1] == ["-m"], f"{where}: run Python with -m MODULE or -c CODE"
     module, rest = args[1], args[2:]
     if module == "grip_asgi":
-        publish_command_parser().parse_args(rest)
+        check_grip_asgi_command(rest, where)
     elif module == "grip_asgi.pushpin":
         check_pushpin_command(rest, monkeypatch)
     elif module == "examples.demo":
@@ -803,7 +813,7 @@ def check_command(argv: list[str], block: Block, monkeypatch: pytest.MonkeyPatch
         check_python(args, block, monkeypatch)
     elif program == "grip-asgi":
         assert 'grip-asgi = "grip_asgi._cli:main"' in (REPO_ROOT / "pyproject.toml").read_text()
-        publish_command_parser().parse_args(args)
+        check_grip_asgi_command(args, where)
     elif program == "pip":
         check_pip(args, where)
     elif program == "uvicorn":

@@ -1,12 +1,13 @@
 """faas-grip 1.0.1's behaviour, as cases run on faas-grip itself and on our two answers to it.
 
 faas-grip ships no tests (and no documentation in its source distribution): the cases follow
-its README, whose chat handler is :func:`chat_handler` here, fed API Gateway REST API events
-(payload 1.0, the only kind faas-grip reads). ``h.api.handler(event)`` is that handler on
-faas-grip, on ``grip_asgi.compat.faas_grip``, or, on our Mangum path, the ASGI port in
-``tests/e2e/ported/faas_chat.py``. faas-grip runs here with gripcontrol 4.4.0: its own pin,
-gripcontrol < 4, cannot be installed next to a current PyJWT (landscape D13), and the names
-it uses are the same in 4.x.
+its README, whose chat handler, ported by changing its imports, is
+``tests/e2e/ported/faas_chat_compat.py``; they feed it API Gateway REST API events (payload
+1.0, the only kind faas-grip reads). ``h.api.handler(event)`` is that file turned back into
+the original on faas-grip, the file itself on ``grip_asgi.compat.faas_grip``, or, on our
+Mangum path, the ASGI port in ``tests/e2e/ported/faas_chat.py``. faas-grip runs here with
+gripcontrol 4.4.0: its own pin, gripcontrol < 4, cannot be installed next to a current PyJWT
+(landscape D13), and the names it uses are the same in 4.x.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ from __future__ import annotations
 import base64
 import os
 import time
+from pathlib import Path
 from struct import pack
 from typing import Any
 
 import jwt
 
-from .harness import CaseRegistry, Harness, api, published_items, reply_events
+from .harness import CaseRegistry, Harness, api, load_original, published_items, reply_events
 
 KEY = "a-key-of-at-least-thirty-two-bytes"
-#: Bound to faas-grip's names, or ours: ``API.fg`` (faas_grip) and ``API.gc`` (gripcontrol).
-API: Any = None
 
 CASES = CaseRegistry()
 case = CASES
@@ -33,57 +33,14 @@ def environment(capture_url: str) -> dict[str, str]:
     return {"GRIP_URL": f"{capture_url}/?iss=app&key={KEY}", "GRIP_PREFIX": ""}
 
 
+#: faas-grip's README chat, ported by changing its imports (the peer runs it turned back).
+PORTED_HANDLER = Path(__file__).resolve().parents[1] / "e2e" / "ported" / "faas_chat_compat.py"
+
+
 def prepare_peer(h: Harness) -> None:
     os.environ.update(environment(h.capture.url))
-    import faas_grip  # type: ignore[import-not-found]
-    import gripcontrol
-
-    h.api = bind(faas_grip, gripcontrol)
-
-
-def bind(faas_grip: Any, gripcontrol: Any) -> Any:
-    global API
-    API = api(fg=faas_grip, gc=gripcontrol, handler=lambda event: chat_handler(event, None))
-    return API
-
-
-def chat_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """faas-grip's README chat, as its users wrote it."""
-    try:
-        ws = API.fg.lambda_get_websocket(event)
-    except ValueError:
-        return {
-            "statusCode": 400,
-            "headers": {"Content-Type": "text/plain"},
-            "body": "Not a WebSocket-over-HTTP request\n",
-        }
-
-    # if this is a new connection, accept it and subscribe it to a channel
-    if ws.is_opening():
-        ws.accept()
-        ws.subscribe("room")
-
-    # here we loop over any messages
-    while ws.can_recv():
-        message = ws.recv()
-
-        # if return value is None, then the connection is closed
-        if message is None:
-            ws.close()
-            break
-
-        if message.startswith("/nick "):
-            nick = message[6:]
-            ws.meta["nick"] = nick
-            ws.send("nickname set to [%s]" % nick)  # noqa: UP031 - the README's own line
-        else:
-            # send the message to all clients
-            nick = ws.meta.get("nick") or "anonymous"
-            text = "%s: %s" % (nick, message)  # noqa: UP031 - the README's own line
-            API.fg.publish("room", API.gc.WebSocketMessageFormat(text))
-
-    result: dict[str, Any] = ws.to_response()
-    return result
+    original = load_original(PORTED_HANDLER)
+    h.api = api(handler=lambda event: original.handler(event, None))
 
 
 # --- Events in, results out -----------------------------------------------------------------

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 Case = Callable[["Harness"], object]
@@ -83,6 +85,22 @@ def same(peer: dict[str, Any], ours: dict[str, Any]) -> bool:
 
 def api(**names: Any) -> SimpleNamespace:
     return SimpleNamespace(**names)
+
+
+_COMPAT_IMPORT = re.compile(r"^from grip_asgi\.compat\.(\w+) import ", re.MULTILINE)
+
+
+def load_original(path: Path) -> ModuleType:
+    """The peer's app that ``path`` was ported from: the same file with its
+    ``from grip_asgi.compat.X import`` lines turned back into ``from X import``."""
+    ported = path.read_text(encoding="utf-8")
+    original = _COMPAT_IMPORT.sub(r"from \1 import ", ported)
+    if original == ported:
+        raise ValueError(f"{path} imports nothing from grip_asgi.compat")
+    module = ModuleType(f"original_{path.stem}")
+    module.__file__ = str(path)
+    exec(compile(original, str(path), "exec"), module.__dict__)
+    return module
 
 
 # --- A publish endpoint that records what reaches it -----------------------------------------

@@ -159,9 +159,9 @@ def grip_environment(capture: CaptureServer) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def compat(grip_environment: None, capture: CaptureServer) -> Harness:
-    from grip_asgi.compat import faas_grip, gripcontrol
+    from tests.e2e.ported import faas_chat_compat
 
-    return Harness(cases.bind(faas_grip, gripcontrol), capture)
+    return Harness(api(handler=lambda event: faas_chat_compat.handler(event, None)), capture)
 
 
 @pytest.fixture(scope="module")

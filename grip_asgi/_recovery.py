@@ -81,6 +81,8 @@ RESET_EVENT = "stream-reset"
 #: The SSE event that carries a new subscriber's snapshot.
 SNAPSHOT_EVENT = "snapshot"
 JSON_CONTENT_TYPE = "application/json"
+#: Seconds before Pushpin asks for a backlog's next page, when no publish makes it ask first.
+PAGED_LINK_TIMEOUT = 1
 
 logger = logging.getLogger("grip_asgi.recovery")
 
@@ -144,9 +146,10 @@ class LinkSigner:
     """Signs and checks next-link tokens.
 
     Pushpin fetches a stream's next link itself, without the client's cookies, so the link
-    carries what was granted when the stream opened: the channels, the subscriber (``user``)
-    and, for a paged catch-up, where it got to. The token is HMAC-SHA256 signed and expires,
-    so a client can neither forge one nor widen it.
+    carries what was granted when the stream opened: the channels and the subscriber
+    (``user``). Where the subscriber is comes from Pushpin's ``Grip-Last``, never the link:
+    Pushpin shares next-link fetches by path and ``Grip-Last``, not by query. The token is
+    HMAC-SHA256 signed and expires, so a client can neither forge one nor widen it.
     """
 
     def __init__(self, key: str | bytes | None = None) -> None:
@@ -162,18 +165,15 @@ class LinkSigner:
         user: str | None,
         now: float,
         ttl: float,
-        positions: Mapping[str, int] | None = None,
     ) -> str:
         claims: dict[str, Any] = {"c": list(channels), "e": int(now + ttl)}
         if user is not None:
             claims["u"] = user
-        if positions:
-            claims["p"] = dict(positions)
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{_b64(self._mac(payload))}"
 
-    def verify(self, token: str, now: float) -> tuple[tuple[str, ...], str | None, dict[str, int]]:
-        """The channels, user and positions of a valid token; else RecoveryRequestError (403)."""
+    def verify(self, token: str, now: float) -> tuple[tuple[str, ...], str | None]:
+        """The channels and user of a valid token; else RecoveryRequestError (403)."""
         payload, _, mac = token.partition(".")
         try:
             valid = hmac.compare_digest(_unb64(mac), self._mac(payload))
@@ -186,15 +186,13 @@ class LinkSigner:
             raise RecoveryRequestError("the next link has expired", 403)
         channels = claims.get("c")
         user = claims.get("u")
-        positions = claims.get("p", {})
         if (
             not isinstance(channels, list)
             or not all(isinstance(c, str) for c in channels)
             or not (user is None or isinstance(user, str))
-            or not isinstance(positions, dict)
         ):
             raise RecoveryRequestError("the next link is not valid", 403)
-        return tuple(channels), user, {str(k): int(v) for k, v in positions.items()}
+        return tuple(channels), user
 
     def _mac(self, payload: str) -> bytes:
         return hmac.digest(self._key, payload.encode(), "sha256")
@@ -445,16 +443,13 @@ def _subscription(
     """The channels, the user and each channel's position (None: a new subscriber)."""
     grip = request.grip
     channels, user = options.channels, options.user
-    known: dict[str, int] = {}
     token = request.query.get(LINK_PARAM)
     if token is not None:
         if not grip.is_proxied:
             raise RecoveryRequestError("a next link is for the GRIP proxy only", 403)
-        channels, user, known = signer.verify(token, request.now)
-    proxy_last = _from_grip_last(grip, channels)
-    if proxy_last:
-        known = proxy_last
-    elif not known:
+        channels, user = signer.verify(token, request.now)
+    known = _from_grip_last(grip, channels)
+    if not known:
         text = parse_last_event_id(request.last_event_id)
         for name in _LAST_EVENT_ID_PARAMS:
             text = text or request.query.get(name) or None
@@ -523,8 +518,13 @@ def sse_steps(
 ) -> Steps:
     """A recoverable SSE stream: what the subscriber missed, then a hold for the live events.
 
-    A backlog longer than ``page_size`` goes out a page at a time: the response has no hold
-    and a next link, which the proxy fetches and appends to the same stream.
+    A backlog longer than ``page_size`` goes out a page at a time, each page a hold whose
+    ``prev-id`` is where the page ended: Pushpin asks for the next page with ``Grip-Last`` at
+    once (a first hold behind Pushpin's last id), at the next publish, or after
+    :data:`PAGED_LINK_TIMEOUT`. Never a page without a hold: Pushpin shares next-link fetches
+    by path and ``Grip-Last``, not by query, so a position in the link's query would reach
+    the wrong subscriber; and Pushpin 1.36 renders a next link's body with the filters of
+    the response before it, so a page between holds would go through build-id unescaped.
     """
     try:
         plan = yield from _catch_up(request, options, signer, snapshot)
@@ -548,15 +548,9 @@ def sse_steps(
             chunks.append(encode_sse_event(item.data, event=item.event, id=format_positions(ids)))
     body = "".join(chunks)
     if grip.is_proxied:
-        instruct = grip.start_instruct()
-        if plan.more:
-            # No hold: the proxy appends the next page (spec §3.5, paged streaming).
-            token = signer.sign(plan.channels, plan.user, request.now, 600, plan.positions)
-            instruct.set_next_link(f"?{LINK_PARAM}={token}")
-        else:
-            _hold_stream(instruct, grip, plan, options, signer, request.now)
-            # Pushpin renders this body through build-id too: % is written %%.
-            body = body.replace("%", "%%")
+        _hold_stream(grip.start_instruct(), grip, plan, options, signer, request.now)
+        # Pushpin renders this body through build-id too: % is written %%.
+        body = body.replace("%", "%%")
     if not body:
         body = encode_sse_event(comment="stream open")
     return Reply(200, body.encode(), SSE_CONTENT_TYPE)
@@ -579,7 +573,9 @@ def _hold_stream(
     instruct.set_meta("id_format", ",".join(id_format))
     instruct.set_keep_alive(SSE_KEEP_ALIVE, options.keep_alive)
     token = signer.sign(plan.channels, plan.user, now, options.link_ttl)
-    instruct.set_next_link(f"?{LINK_PARAM}={token}", options.link_timeout)
+    # A page of a longer backlog: the next one soon, even if nothing is published.
+    timeout = PAGED_LINK_TIMEOUT if plan.more else options.link_timeout
+    instruct.set_next_link(f"?{LINK_PARAM}={token}", timeout)
 
 
 def longpoll_steps(

@@ -83,3 +83,13 @@ def proxied_app() -> Iterator[Callable[..., ProxiedApp]]:
 
 def _print_log(process: Pushpin | ProcessServer) -> None:
     print(f"--- log of {process!r} ---\n{log_tail(process.read_log())}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # The counts of the reliable-delivery runs (tests/e2e/test_reliable.py), pass or fail.
+    from .reliable_clients import RESULTS
+
+    if RESULTS:
+        terminalreporter.section("reliable delivery: counts per run")
+        for line in RESULTS:
+            terminalreporter.write_line(line)

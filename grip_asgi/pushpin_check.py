@@ -8,11 +8,11 @@ Python::
         print(finding.line_text())
 
 Everything but :func:`load_pushpin` is sans-IO: :func:`parse_config` and :func:`parse_routes`
-take the files' contents. They read them as Pushpin 1.36 does (checked against it, see
-``tests/test_pushpin_check.py``), quirks included: Qt's ini format, where ``;`` starts a
-comment anywhere outside quotes, an unquoted ``,`` makes a list that a single-valued
-setting reads as empty, ``no`` and ``off`` are true, and text is read as Latin-1; and the
-routes syntax, where only spaces separate a condition from its targets.
+take the files' contents. They read them as Pushpin 1.36 does, quirks included (those marked
+"observed" were checked against Debian's Pushpin 1.36.0): Qt's ini format, where ``;``
+starts a comment anywhere outside quotes, an unquoted ``,`` makes a list that a
+single-valued setting reads as empty, ``no`` and ``off`` are true, and text is read as
+Latin-1; and the routes syntax, where only spaces separate a condition from its targets.
 
 Each :class:`Finding` has a stable id (``GRIP-PP001`` ...), listed in ``FINDINGS`` and in
 docs/deploy-pushpin.md, so a CI job can ``--ignore`` one it has judged.
@@ -270,10 +270,10 @@ def _parse_ini(data: bytes | str, file: str) -> dict[str, Setting]:
         if equals == -1:
             continue  # Qt skips a line without "=" (so "# comment" lines are skipped)
         name = line[:equals].strip()
-        value = _ini_value(line[equals + 1 :])
-        if name and value is not None:
+        if name:
             key = f"{section}/{name}" if section else name
-            settings[key] = Setting(value, file, number)  # a repeated key: the last wins
+            # A repeated key: the last one wins.
+            settings[key] = Setting(_ini_value(line[equals + 1 :]), file, number)
     return settings
 
 
@@ -335,10 +335,9 @@ _ESCAPES = {
 _HEX = "0123456789abcdefABCDEF"
 
 
-def _ini_value(raw: str) -> Value | None:
+def _ini_value(raw: str) -> Value:
     """A value as ``QSettingsPrivate::iniUnescapedStringList`` and ``stringToVariant`` read
-    it: quotes, C escapes, an unquoted ``,`` makes a list, ``@@`` is ``@``; None for
-    ``@Invalid()``."""
+    it: quotes, C escapes, an unquoted ``,`` makes a list, and ``@`` a type marker."""
     items: list[str] = []
     current: list[str] = []
     is_list = in_quotes = quoted = False
@@ -396,19 +395,17 @@ def _ini_value(raw: str) -> Value | None:
         trim()
     items.append("".join(current))
     values = [_qt_variant(item) for item in items]
-    if not is_list:
-        return values[0]
-    return tuple(value or "" for value in values)
+    return tuple(values) if is_list else values[0]
 
 
-def _qt_variant(text: str) -> str | None:
-    # QSettingsPrivate::stringToVariant: "@" starts a type marker.
+def _qt_variant(text: str) -> str:
+    # QSettingsPrivate::stringToVariant: "@" starts a type marker, "@@" is a literal "@".
     if text.startswith("@") and text.endswith(")"):
         for marker in ("@ByteArray(", "@String("):
             if text.startswith(marker):
                 return text[len(marker) : -1]
         if text == "@Invalid()":
-            return None
+            return ""  # an invalid QVariant: "" and 0 to Pushpin's toString() and toInt()
     return text[1:] if text.startswith("@@") else text
 
 
@@ -543,7 +540,7 @@ def _route(number: int, line: str, sections: list[RouteSection]) -> Route:
     for target in targets:
         if target.value == "test" or target.value.startswith(("zhttp/", "zhttpreq/")):
             continue
-        host, colon, port = target.value.partition(":")  # the first ":", as Pushpin 1.36
+        _, colon, port = target.value.partition(":")  # the first ":", as Pushpin 1.36
         if not colon:
             raise _RouteSyntaxError(f"target {target.value!r} is not host:port")
         if not (port.isdigit() and 1 <= int(port) <= 65535):
@@ -717,13 +714,13 @@ def _described(ctx: _Context, key: str) -> str:
         return "unset"
     if isinstance(setting.value, tuple):
         return "read as empty: an unquoted comma made it a list"
-    return "empty"
+    return "a base64: key of no bytes" if setting.value else "empty"
 
 
 def _check_upstream_key(ctx: _Context) -> Iterator[Finding]:
     # src/proxy/app.cpp: DecodingKey::fromConfigString("") is an empty HMAC key in 1.36 to
     # 1.41, and proxyutil.cpp trusts any Grip-Sig it verifies (fixed after 1.41, #48353).
-    if not ctx.config.text("proxy/upstream_key"):
+    if _pushpin_secret(ctx.config.text("proxy/upstream_key")) == b"":
         yield ctx.finding(
             "GRIP-PP001",
             Severity.ERROR,
@@ -749,7 +746,7 @@ def _check_signing(ctx: _Context) -> Iterator[Finding]:
             " direct, and one without takes anybody's Grip-Sig.",
             "Set sig_iss=pushpin and give it to the app as verify-iss in GRIP_URL.",
         )
-    elif not ctx.config.text("proxy/sig_key"):
+    elif _pushpin_secret(ctx.config.text("proxy/sig_key")) == b"":
         yield ctx.finding(
             "GRIP-PP002",
             Severity.ERROR,
@@ -944,8 +941,8 @@ def _check_id_cache(ctx: _Context) -> Iterator[Finding]:
 
 
 def _check_subscriptions(ctx: _Context) -> Iterator[Finding]:
-    # src/handler/httpsession.cpp and engine.cpp (WebSocket subscribe): channels past
-    # connection_subscription_max (default 20) are dropped with a log warning.
+    # src/handler/httpsession.cpp drops a hold's channels past connection_subscription_max
+    # (default 20) with a log warning; engine.cpp ignores a WebSocket's extra subscribes.
     limit = ctx.config.number("handler/connection_subscription_max", 20)
     wanted = ctx.options.channels_per_connection
     unset = ctx.config.get("handler/connection_subscription_max") is None
@@ -956,7 +953,7 @@ def _check_subscriptions(ctx: _Context) -> Iterator[Finding]:
             Severity.INFO,
             "handler/connection_subscription_max",
             value,
-            f"A connection's subscriptions past {limit} channels are dropped (Pushpin only"
+            f"A connection's subscriptions past {limit} channels are dropped (Pushpin at most"
             " logs it), so publishes to those channels never reach it.",
             "Give --channels-per-connection to check it; raise the setting if a connection"
             " needs more.",
@@ -1240,9 +1237,9 @@ def _pushpin_secret(value: str) -> bytes | None:
     if value.startswith("file:"):
         return None
     if value.startswith("base64:"):
-        # QByteArray::fromBase64 skips characters outside the alphabet and stops at "=".
-        text = value[len("base64:") :].partition("=")[0]
-        text = "".join(c for c in text if c.isascii() and (c.isalnum() or c in "+/"))
+        # QByteArray::fromBase64 skips every character outside the alphabet, "=" included,
+        # and drops the bits that do not make a whole byte.
+        text = "".join(c for c in value[7:] if c.isascii() and (c.isalnum() or c in "+/"))
         text = text[: len(text) - len(text) % 4 if len(text) % 4 == 1 else len(text)]
         return base64.b64decode(text + "=" * (-len(text) % 4))
     return value.encode("utf-8")
@@ -1260,12 +1257,14 @@ def weak_verify_keys(settings: GripSettings) -> list[str]:
     """What is weak about the app's ``Grip-Sig`` verify keys, one line per key: Pushpin's
     public default ``changeme``, or a secret under 16 bytes. PEM and JWK public keys, and
     keys that do not load, are left out."""
+    verify_key = settings.verify_key
     keys: list[tuple[str, Key | None]] = [
-        (f"the Grip-Sig verify key of {proxy.control_uri}", proxy.signature_key)
+        # As ProxyVerifier: a proxy's own key, else the app-wide one.
+        (f"the Grip-Sig verify key of {proxy.control_uri}", proxy.signature_key or verify_key)
         for proxy in settings.proxies
     ]
     if not settings.proxies:
-        keys.append(("the Grip-Sig verify key", settings.verify_key))
+        keys.append(("the Grip-Sig verify key", verify_key))
     problems: list[str] = []
     for name, key in keys:
         try:

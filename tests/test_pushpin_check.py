@@ -139,6 +139,8 @@ def value_of(line: str, key: str = "proxy/sig_key") -> str:
         ('sig_key="  padded  "', "  padded  "),
         ("sig_key=  trimmed  ", "trimmed"),
         (r'sig_key="say \"hi\" \\ \x41\101"', 'say "hi" \\ AA'),
+        # Observed: Pushpin signs with "clé-key" in UTF-8 (a quote ends the greedy \x escape).
+        (r'sig_key="cl\x00e9""-key"', "clé-key"),
         ("sig_key=@@at", "@at"),
         ("sig_key=@ByteArray(raw)", "raw"),
         ("sig_key=a=b", "a=b"),
@@ -282,10 +284,24 @@ def test_the_hardened_config_has_no_finding() -> None:
     assert run_check(render()) == []
 
 
-@pytest.mark.parametrize("value", [None, "", "a,b"])
-def test_an_empty_upstream_key_is_an_error(value: str | None) -> None:
-    findings = found({"proxy/upstream_key": value})
-    assert ("GRIP-PP001", "error") in findings
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        (None, "unset"),
+        ("", "empty"),
+        ("a,b", "read as empty: an unquoted comma made it a list"),
+        ("base64:!!==", "a base64: key of no bytes"),
+    ],
+)
+def test_an_empty_upstream_key_is_an_error(value: str | None, described: str) -> None:
+    [finding] = [
+        f for f in run_check(render({"proxy/upstream_key": value})) if f.id != "GRIP-PP015"
+    ]
+    assert (finding.id, finding.severity, finding.value) == (
+        "GRIP-PP001",
+        Severity.ERROR,
+        described,
+    )
 
 
 def test_an_empty_sig_key_or_sig_iss_is_an_error() -> None:

@@ -90,16 +90,21 @@ def api(**names: Any) -> SimpleNamespace:
 _COMPAT_IMPORT = re.compile(r"^from grip_asgi\.compat\.(\w+) import ", re.MULTILINE)
 
 
-def load_original(path: Path) -> ModuleType:
-    """The peer's app that ``path`` was ported from: the same file with its
+def original_source(path: Path) -> str:
+    """The source of the peer's app that ``path`` was ported from: the same file with its
     ``from grip_asgi.compat.X import`` lines turned back into ``from X import``."""
     ported = path.read_text(encoding="utf-8")
     original = _COMPAT_IMPORT.sub(r"from \1 import ", ported)
     if original == ported:
         raise ValueError(f"{path} imports nothing from grip_asgi.compat")
+    return original
+
+
+def load_original(path: Path) -> ModuleType:
+    """The peer's app that ``path`` was ported from (see :func:`original_source`), imported."""
     module = ModuleType(f"original_{path.stem}")
     module.__file__ = str(path)
-    exec(compile(original, str(path), "exec"), module.__dict__)
+    exec(compile(original_source(path), str(path), "exec"), module.__dict__)
     return module
 
 

@@ -11,25 +11,44 @@ Real WebSocket and HTTP clients talk to Pushpin; publishes go through the apps' 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .servers import ProcessServer, ProxiedApp
+from tests.compat.harness import original_source
+from tests.compat.peers import build_site
+
+from .servers import REPO_ROOT, ProcessServer, ProxiedApp, ServerFactory
 
 TIMEOUT = 15  # seconds any one test may take, start-up excluded
 ProxiedAppFactory = Callable[..., ProxiedApp]
+PORTED = Path(__file__).parent / "ported"
 
 
 def gripcontrol_app(port: int, env: dict[str, str]) -> ProcessServer:
     argv = [sys.executable, "-m", "tests.e2e.ported.gripcontrol_app", str(port)]
     return ProcessServer(argv, port, "/", env)
+
+
+def original_gripcontrol_app(site: Path, script: Path) -> ServerFactory:
+    """The app before the port: the same file with gripcontrol's imports, on gripcontrol
+    4.4.0's published code (fetched as ``tests/compat`` fetches it)."""
+    script.write_text(original_source(PORTED / "gripcontrol_app.py"), encoding="utf-8")
+
+    def factory(port: int, env: dict[str, str]) -> ProcessServer:
+        path = os.pathsep.join([str(site), str(REPO_ROOT)])
+        argv = [sys.executable, "-W", "ignore", str(script), str(port)]
+        return ProcessServer(argv, port, "/", {**env, "PYTHONPATH": path})
+
+    return factory
 
 
 def django_grip_app(port: int, env: dict[str, str]) -> ProcessServer:
@@ -86,29 +105,58 @@ async def read_stream_until(
     raise AssertionError(f"the stream ended before {marker!r}: {text!r}")
 
 
-async def echo_twice_then_close(app: ProxiedApp, path: str) -> None:
+async def echo_twice_then_close(app: ProxiedApp, path: str) -> ClientConnection:
+    """Echo two messages, close, and return the connection (to see how the app closed it)."""
     with anyio.fail_after(TIMEOUT):
         async with connect(f"{app.ws_url}{path}", open_timeout=5) as websocket:
             await websocket.send("hello")
             assert await websocket.recv() == "hello"
             await websocket.send("é" * 100)
             assert await websocket.recv() == "é" * 100
-        # The handler answered the client's close with ws.close(): code 1000, not gripcontrol's 0.
-        assert websocket.protocol.close_rcvd is not None
-        assert websocket.protocol.close_rcvd.code == 1000
+    return websocket
+
+
+def closed_normally(websocket: ClientConnection) -> None:
+    # The handler answered the client's close with ws.close(): code 1000 (normal closure).
+    assert websocket.protocol.close_rcvd is not None
+    assert websocket.protocol.close_rcvd.code == 1000
 
 
 # --- The gripcontrol app ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def gripcontrol(proxied_app: ProxiedAppFactory) -> ProxiedApp:
-    return proxied_app(gripcontrol_app)
+@pytest.fixture(scope="module")
+def peer_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_site(tmp_path_factory.mktemp("peers") / "site")
+
+
+@pytest.fixture(params=["ported", "original"])
+def gripcontrol(
+    request: pytest.FixtureRequest,
+    proxied_app: ProxiedAppFactory,
+    tmp_path: Path,
+) -> ProxiedApp:
+    """The ported app; and, so that the port is seen to change nothing, the original app on
+    gripcontrol itself."""
+    if request.param == "ported":
+        return proxied_app(gripcontrol_app)
+    site = request.getfixturevalue("peer_site")
+    return proxied_app(original_gripcontrol_app(site, tmp_path / "gripcontrol_app.py"))
 
 
 @pytest.mark.anyio
-async def test_gripcontrol_app_echoes(gripcontrol: ProxiedApp) -> None:
-    await echo_twice_then_close(gripcontrol, "/echo")
+async def test_gripcontrol_app_echoes(
+    gripcontrol: ProxiedApp, request: pytest.FixtureRequest
+) -> None:
+    websocket = await echo_twice_then_close(gripcontrol, "/echo")
+    if request.node.callspec.params["gripcontrol"] == "ported":
+        closed_normally(websocket)
+    else:
+        # The expected difference, end to end: gripcontrol's ws.close() sends close code 0,
+        # which Pushpin does not pass on, so the client's connection ends without a close
+        # frame (1006, abnormal closure).
+        assert websocket.protocol.close_rcvd is None
+        assert websocket.close_code == 1006
 
 
 @pytest.mark.anyio
@@ -170,7 +218,7 @@ def django_grip(proxied_app: ProxiedAppFactory) -> ProxiedApp:
 
 @pytest.mark.anyio
 async def test_django_grip_app_echoes(django_grip: ProxiedApp) -> None:
-    await echo_twice_then_close(django_grip, "/echo")
+    closed_normally(await echo_twice_then_close(django_grip, "/echo"))
 
 
 @pytest.mark.anyio

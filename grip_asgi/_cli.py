@@ -5,6 +5,9 @@ the proxy took it, or 1 with a one-line ``grip-asgi: error: ...`` (2 for usage e
 
 ``grip-asgi check PUSHPIN_CONF [ROUTES]`` prints each risky Pushpin setting and exits 0, or 1
 when one is an error (or a warning, with ``--strict``), or 2 for usage errors.
+
+``grip-asgi stats STATS_URI...`` prints live subscriber counts per channel from Pushpin's
+stats sockets (see ``grip_asgi.zmq``).
 """
 
 from __future__ import annotations

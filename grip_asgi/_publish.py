@@ -586,7 +586,9 @@ def build_publish_requests(
     plan = []
     for config in settings.proxies:
         if config.zmq_endpoint is not None:
-            plan.append([_zmq_request(config, settings.prefix, entries, encoded)])
+            plan.append(
+                [_zmq_request(config, settings.prefix, entries, encoded)] if entries else []
+            )
             continue
         headers = {"Content-Type": "application/json"}
         auth = authorization_header(config, now=now)

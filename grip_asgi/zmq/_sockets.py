@@ -405,6 +405,7 @@ class SubscriberCounts:
             return
         if stat is None:
             return
+        self._expire()  # first, so that on_change hears of an expiry before what follows
         with self._changed:
             now = self._clock()
             changed = self._table.update(stat, now)

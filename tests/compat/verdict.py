@@ -79,37 +79,48 @@ def check(
 
 # --- The summary ----------------------------------------------------------------------------
 
-#: Test module (or module::test) -> what it checks, as the summary names it.
+#: The case tests, by module::function -> what they check, as the summary names it.
 PEERS = {
-    "test_gripcontrol.py": "gripcontrol 4.4.0 (with pubcontrol 3.5.0)",
-    "test_django_grip.py": "django-grip 3.5.2",
+    "test_gripcontrol.py::test_behaves_like_gripcontrol": (
+        "gripcontrol 4.4.0 (with pubcontrol 3.5.0's Item)"
+    ),
+    "test_django_grip.py::test_behaves_like_django_grip": "django-grip 3.5.2",
     "test_faas_grip.py::test_behaves_like_faas_grip": "faas-grip 1.0.1, compat names",
     "test_faas_grip.py::test_the_asgi_port_on_mangum_behaves_like_faas_grip": (
-        "faas-grip 1.0.1, the ASGI port on Mangum"
+        "faas-grip 1.0.1, its chat ported to ASGI on Mangum"
     ),
 }
 
 
-def _peer_of(nodeid: str) -> str | None:
+def _peer_of(nodeid: str) -> tuple[str, bool] | None:
+    """The peer a test checks, and whether it is one of the cases (else another test of
+    the same module, which counts only when it fails)."""
     file, _, test = nodeid.rsplit("/", 1)[-1].partition("::")
-    function = test.split("[", 1)[0]
-    return PEERS.get(f"{file}::{function}") or PEERS.get(file)
+    key = f"{file}::{test.split('[', 1)[0]}"
+    if key in PEERS:
+        return PEERS[key], True
+    for other, peer in PEERS.items():
+        if other.startswith(f"{file}::"):
+            return peer, False
+    return None
 
 
 def summary_lines(stats: Mapping[str, list[Any]]) -> list[str]:
+    """One line per peer: its cases that behave the same, the expected differences (each
+    with its reason, below), and every failure of its test module."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     durations: dict[str, float] = defaultdict(float)
     reasons: dict[str, list[str]] = defaultdict(list)
     for outcome, reports in stats.items():
         for report in reports:
             nodeid = getattr(report, "nodeid", "")
-            if not nodeid.startswith("tests/compat/"):
+            found = _peer_of(nodeid) if nodeid.startswith("tests/compat/") else None
+            if found is None:
                 continue
-            peer = _peer_of(nodeid)
-            if peer is None:
-                continue
+            peer, is_case = found
             durations[peer] += getattr(report, "duration", 0.0)
-            if report.when == "call" or outcome in ("failed", "error", "skipped"):
+            failed = outcome in ("failed", "error", "xpassed")
+            if failed or (is_case and report.when == "call"):
                 counts[peer][outcome] += 1
                 if outcome == "xfailed":
                     test = nodeid.split("[", 1)[-1].rstrip("]")
@@ -120,9 +131,9 @@ def summary_lines(stats: Mapping[str, list[Any]]) -> list[str]:
             continue
         c = counts[peer]
         lines.append(
-            f"{peer}: {c['passed']} passed, {c['xfailed']} expected differences, "
-            f"{c['failed'] + c['error'] + c['xpassed']} failed, {c['skipped']} skipped "
-            f"({durations[peer]:.1f} s)"
+            f"{peer}: {c['passed']} cases behave the same, {c['xfailed']} expected "
+            f"differences, {c['failed'] + c['error'] + c['xpassed']} failed, "
+            f"{c['skipped']} skipped ({durations[peer]:.1f} s)"
         )
         lines += sorted(reasons[peer])
     return lines

@@ -12,8 +12,9 @@ the code runs as before. What differs on purpose, each checked against gripcontr
 - :class:`Channel` is an immutable, validated value: pass ``filters=[...]`` rather than
   appending to ``channel.filters``.
 - A publish error is never dropped: a non-blocking publish without a callback logs it.
-- ZMQ publishing, ``sub_callback``, ``require_subscribers`` and ``set_origin`` (the retired
-  Fanout Cloud API) are not supported and say so.
+- pubcontrol's ZMQ publishing (``sub_callback``, ``control_zmq_uri``,
+  ``require_subscribers``) and ``set_origin`` (the retired Fanout Cloud API) are not provided
+  and say so; grip-asgi publishes over ZeroMQ itself, given a ``zmq+tcp://`` control URI.
 """
 
 from __future__ import annotations
@@ -481,7 +482,8 @@ class GripPubControl:
     ) -> None:
         if sub_callback is not None or zmq_context is not None:
             raise NotImplementedError(
-                "sub_callback and zmq_context are for ZMQ publishing, which is not supported"
+                "sub_callback and zmq_context are for pubcontrol's ZMQ publishing, which is not"
+                f" provided ({_OWN_ZEROMQ})"
             )
         self._configs: list[_config.GripConfig] = []
         self._own: _publish.SyncPublisher | None = None
@@ -636,9 +638,14 @@ class GripPubControl:
             raise ValueError("pubcontrol instance is closed")
 
 
+_OWN_ZEROMQ = "grip-asgi publishes over ZeroMQ itself, given a zmq+tcp:// control URI"
+
+
 def _from_pubcontrol(entry: Mapping[str, Any]) -> dict[str, Any]:
     if "uri" not in entry:
-        raise NotImplementedError("only 'uri' entries are supported (ZMQ publishing is not)")
+        raise NotImplementedError(
+            f"only 'uri' entries are supported, not pubcontrol's ZMQ ones ({_OWN_ZEROMQ})"
+        )
     out: dict[str, Any] = {"control_uri": entry["uri"]}
     if "key" in entry:
         out["key"] = entry["key"]
@@ -654,7 +661,8 @@ def _grip_config(entry: _ConfigEntry) -> _config.GripConfig:
         return _config.parse_grip_uri(entry)
     if "control_zmq_uri" in entry or entry.get("require_subscribers"):
         raise NotImplementedError(
-            "control_zmq_uri and require_subscribers are for ZMQ publishing, which is not supported"
+            "control_zmq_uri and require_subscribers are for pubcontrol's ZMQ publishing, which"
+            f" is not provided ({_OWN_ZEROMQ})"
         )
     if "control_uri" not in entry:
         raise GripConfigError("a GRIP proxy entry needs 'control_uri'")

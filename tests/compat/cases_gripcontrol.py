@@ -126,6 +126,11 @@ def parse_uri_keeps_credentials_in_control_uri(h: Harness) -> object:
 
 
 @case
+def parse_uri_keeps_a_user_without_a_password(h: Harness) -> object:
+    return h.api.parse_grip_uri("https://token@api.example/realm?iss=realm")
+
+
+@case
 def parse_uri_pushpin(h: Harness) -> object:
     return h.api.parse_grip_uri("http://localhost:5561/?verify-iss=pushpin&verify-key=changeme")
 
@@ -189,6 +194,11 @@ def validate_sig_issuer(h: Harness) -> object:
 @case
 def validate_sig_token_as_bytes(h: Harness) -> object:
     return h.api.validate_sig(token().encode(), KEY)
+
+
+@case
+def validate_sig_token_as_bytes_that_are_not_ascii(h: Harness) -> object:
+    return h.api.validate_sig("é.é.é".encode(), KEY)
 
 
 @case
@@ -575,6 +585,11 @@ def hold_stream(h: Harness) -> object:
 
 
 @case
+def hold_stream_with_a_timeout(h: Harness) -> object:
+    return instruct(h.api.create_hold("stream", "channel", None, 30))
+
+
+@case
 def hold_stream_with_a_prev_id(h: Harness) -> object:
     return instruct(h.api.create_hold_stream(h.api.Channel("channel", "p1")))
 
@@ -711,6 +726,25 @@ def publish_http_response_and_stream(h: Harness) -> object:
     pub.publish_http_response("poll", "body", blocking=True)
     pub.publish_http_response("poll", h.api.HttpResponseFormat(code=404, body="no"), "7", "6", True)
     pub.publish_http_stream("stream", h.api.HttpStreamFormat(close=True), blocking=True)
+    pub.close()
+    return sent(h)
+
+
+@case
+def publish_with_pubcontrol_style_config(h: Harness) -> object:
+    pub = h.api.GripPubControl()
+    pub.apply_config({"uri": h.capture.url, "iss": "app", "key": KEY})
+    pub.publish_http_stream("news", "x", blocking=True)
+    pub.close()
+    return sent(h)
+
+
+@case
+def publish_after_removing_and_adding_proxies(h: Harness) -> object:
+    pub = h.api.GripPubControl({"control_uri": "http://127.0.0.1:1"})
+    pub.remove_all_clients()
+    pub.apply_grip_config({"control_uri": h.capture.url})
+    pub.publish_http_stream("news", "x", blocking=True)
     pub.close()
     return sent(h)
 

@@ -71,6 +71,11 @@ def test_decoding_a_str_body_says_what_to_pass() -> None:
         decode_websocket_events("TEXT 5\r\nHello\r\n")  # type: ignore[arg-type]
 
 
+def test_decoding_something_else_names_its_type() -> None:
+    with pytest.raises(TypeError, match=r"^body must be bytes, not int$"):
+        decode_websocket_events(12)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("body", [bytearray(b"TEXT 2\r\nhi\r\n"), memoryview(b"TEXT 2\r\nhi\r\n")])
 def test_decoding_takes_any_bytes_like_body(body: bytearray | memoryview) -> None:
     assert decode_websocket_events(body) == [WebSocketEvent("TEXT", b"hi")]  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ __all__ = (
     "websocket_control_message",
 )
 
-logger = logging.getLogger("grip_asgi.compat")
+logger = logging.getLogger("grip_asgi.compat.gripcontrol")
 
 #: What gripcontrol's publish callbacks receive: success, and the error message (None on
 #: success).

@@ -67,7 +67,7 @@ def test_a_callback_that_raises_is_logged(
         raise RuntimeError("the callback's own bug")
 
     pub = GripPubControl({"control_uri": capture.url})
-    with caplog.at_level(logging.ERROR, logger="grip_asgi.compat"):
+    with caplog.at_level(logging.ERROR, logger="grip_asgi.compat.gripcontrol"):
         pub.publish("news", Item(HttpStreamFormat("x")), callback=callback)
         pub.wait_all_sent()
     pub.close()

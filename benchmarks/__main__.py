@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ._harness import CLOCKS, Result, Settings, machine_summary, render_table
 
-BENCHMARKS = ("codec", "asgi", "django", "publish", "e2e", "history")
+BENCHMARKS = ("codec", "asgi", "django", "publish", "zmq", "e2e", "history")
 
 
 def _runners(
@@ -45,6 +45,11 @@ def _runners(
 
         return publish.run(settings)
 
+    def zmq() -> list[Result]:
+        from . import zmq_publish
+
+        return zmq_publish.run(settings)
+
     def e2e() -> list[Result]:
         from . import e2e
 
@@ -60,6 +65,7 @@ def _runners(
         "asgi": asgi,
         "django": django,
         "publish": publish,
+        "zmq": zmq,
         "e2e": e2e,
         "history": history,
     }
@@ -102,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(CLOCKS),
         default="cpu",
         help="what the in-process benchmarks time: the process's CPU time (default: steady when "
-        "other work shares the machine), or wall time (publish, e2e and history always use wall "
-        "time)",
+        "other work shares the machine), or wall time (publish, zmq, e2e and history always "
+        "use wall time)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import asgi, codec, django_stacks, e2e, history, publish
+from benchmarks import asgi, codec, django_stacks, e2e, history, publish, zmq_publish
 from benchmarks._harness import Result, Settings, interleave, median_difference, render_table
 from grip_asgi import Publisher, SyncPublisher
 from grip_asgi.history import open_history
@@ -131,6 +131,29 @@ def test_publish_batches_run(loop: asyncio.AbstractEventLoop) -> None:
     ) as sync_publisher:
         publish.ours_blocking(sync_publisher)(3)
     assert sum(items) == 3 + 3 + publish.MANY + 3 + 3
+
+
+def test_zmq_publish_batches_run(loop: asyncio.AbstractEventLoop) -> None:
+    import zmq
+
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pull = context.socket(zmq.PULL)  # as Pushpin's push_in_spec
+    pull.bind("tcp://127.0.0.1:*")
+    grip_url = "zmq+" + pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    publisher = Publisher(grip_url)
+    try:
+        zmq_publish.one_at_a_time(loop, publisher)(3)
+        zmq_publish.many(loop, publisher)(3)  # one whole call
+        with SyncPublisher(grip_url) as sync_publisher:
+            zmq_publish.one_at_a_time_blocking(sync_publisher)(3)
+        frames = [pull.recv() for _ in range(3 + zmq_publish.MANY + 3)]
+    finally:
+        loop.run_until_complete(publisher.aclose())
+        pull.close(linger=0)
+        context.term()
+    channels = {json.loads(frame[1:])["channel"] for frame in frames}
+    assert channels == {zmq_publish.CHANNEL}
+    assert pull.closed
 
 
 @pytest.fixture(scope="module")

@@ -72,12 +72,13 @@ def parse_grip_uri(uri: str) -> dict[str, Any]:
     not ``http(s)://host...`` raises ``ValueError`` (:class:`~grip_asgi.GripConfigError`).
     """
     config = _config.parse_grip_uri(uri)
-    out: dict[str, Any] = dict(config)
-    out.pop("user", None)
-    out.pop("password", None)
+    out: dict[str, Any] = {name: config[name] for name in _URI_KEYS if name in config}
     if config.user is not None:
         out["control_uri"] = _with_credentials(config)
     return out
+
+
+_URI_KEYS = ("control_uri", "control_iss", "key", "verify_iss", "verify_key")
 
 
 def _with_credentials(config: _config.GripConfig) -> str:

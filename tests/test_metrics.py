@@ -40,7 +40,7 @@ from grip_asgi import (
     metrics,
 )
 from grip_asgi.events import get_events
-from grip_asgi.history import MemoryHistory
+from grip_asgi.history import MemoryHistory, open_history
 from grip_asgi.testing import (
     GripTestProxy,
     close_event,
@@ -53,6 +53,7 @@ from grip_django.conf import grip_conf
 from grip_django.metrics import metrics_view
 from tests.djangoapp import isolate_grip, setup_django
 from tests.djangoapp.settings import GRIP_KEY
+from tests.history.conftest import running_redis
 
 setup_django()
 
@@ -313,6 +314,29 @@ def test_the_sync_publisher_counts_the_same(registry: CollectorRegistry) -> None
         s("grip_publish_failures_total", proxy=PROXY, error="PublishError"): 1,
     }
     assert samples[s("grip_publish_duration_seconds_count", proxy=PROXY)] == 3
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with running_redis() as server:
+        yield server.url
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+@pytest.mark.anyio
+async def test_history_appends_count_once_per_event_by_backend(
+    backend: str, registry: CollectorRegistry, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    urls = {"memory": "memory:", "sqlite": f"sqlite:///{tmp_path}/history.sqlite3"}
+    url = urls.get(backend) or request.getfixturevalue("redis_url")
+    store = open_history(url)
+    try:
+        await store.append("news", "from the async face")
+        store.sync.append("news", "from the blocking face")  # the async face calls it, or not
+    finally:
+        await store.aclose()
+    appends = {k: v for k, v in scrape(registry).items() if k[0] == "grip_history_appends_total"}
+    assert appends == {s("grip_history_appends_total", backend=backend): 2}
 
 
 # --- Django: the test client and grip_django.metrics.metrics_view ----------------------------

@@ -78,9 +78,7 @@ def test_message_rate_is_stock_unless_given(message_rate: int | None, written: s
 @pytest.mark.parametrize(("kwargs", "written"), [({}, "25000"), ({"message_hwm": 8}, "8")])
 def test_message_hwm_is_stock_unless_given(kwargs: dict[str, int], written: str) -> None:
     lines = Pushpin(**kwargs)._render_config("/r").splitlines()  # type: ignore[arg-type]
-    assert [line for line in lines if line.startswith("message_hwm=")] == [
-        f"message_hwm={written}"
-    ]
+    assert [line for line in lines if line.startswith("message_hwm=")] == [f"message_hwm={written}"]
     with pytest.raises(ValueError, match="message_hwm"):
         Pushpin(message_hwm=0)
 

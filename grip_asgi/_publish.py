@@ -1252,7 +1252,10 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
 
     async def _send(self, requests: list[PublishRequest]) -> PublishError | None:
         if requests[0].messages:  # a ZeroMQ proxy: queued on its socket, nothing to retry
-            return await _zmq.send_request(self._zmq_sender(requests[0]), requests[0])
+            error = await _zmq.send_request(self._zmq_sender(requests[0]), requests[0])
+            if _metrics._recorder is not None:
+                _metrics._recorder.zmq_publish(requests[0].proxy, requests[0].item_count, error)
+            return error
         flow = publish_flow(requests, self._retry)
         try:
             request, delay = next(flow)
@@ -1487,7 +1490,10 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
 
     def _send(self, requests: list[PublishRequest]) -> PublishError | None:
         if requests[0].messages:  # a ZeroMQ proxy: queued on its socket, nothing to retry
-            return _zmq.send_request_blocking(self._zmq_sender(requests[0]), requests[0])
+            error = _zmq.send_request_blocking(self._zmq_sender(requests[0]), requests[0])
+            if _metrics._recorder is not None:
+                _metrics._recorder.zmq_publish(requests[0].proxy, requests[0].item_count, error)
+            return error
         flow = publish_flow(requests, self._retry)
         try:
             request, delay = next(flow)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from ._context import GripContext
+    from ._errors import PublishError
     from ._websocket import WebSocketEvent
 
 __all__ = ("disable", "enable")
@@ -126,6 +127,16 @@ class _Recorder:
                 _add(self.publish_retries, proxy)
             if succeeded:
                 _add(self.publish_items, proxy, items)
+
+    def zmq_publish(self, proxy: str, items: int, error: PublishError | None) -> None:
+        """One publish request over ZeroMQ, which confirms no delivery: its items count once
+        queued on the socket, and ``error`` says how many were not."""
+        queued = items if error is None else len(error.delivered_items)
+        with self.lock:
+            _add(self.publish_requests, proxy)
+            _add(self.publish_items, proxy, queued)
+            if error is not None:
+                _add(self.publish_failures, (proxy, type(error).__name__))
 
     def publish_failed(self, proxy: str, error: str) -> None:
         with self.lock:
@@ -262,7 +273,7 @@ def _families(recorder: _Recorder) -> Iterator[Metric]:
 _PUBLISH_COUNTERS = (
     ("grip_publish_requests", "Publish requests sent to a proxy, resends included."),
     ("grip_publish_retries", "Publish requests that resent a failed one."),
-    ("grip_publish_items", "Items a proxy took (answered 2xx)."),
+    ("grip_publish_items", "Items a proxy took (answered 2xx; over ZeroMQ, queued on its socket)."),
 )
 _RECOVERY_COUNTERS = (
     (

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import zmq
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
 from django.urls import path
@@ -31,6 +32,7 @@ from starlette.testclient import TestClient
 from grip_asgi import (
     GripMiddleware,
     HttpStreamFormat,
+    Item,
     Publisher,
     PublishError,
     SyncPublisher,
@@ -41,6 +43,7 @@ from grip_asgi import (
 )
 from grip_asgi.events import get_events
 from grip_asgi.history import MemoryHistory, open_history
+from grip_asgi.pushpin import _free_ports
 from grip_asgi.testing import (
     GripTestProxy,
     close_event,
@@ -314,6 +317,32 @@ def test_the_sync_publisher_counts_the_same(registry: CollectorRegistry) -> None
         s("grip_publish_failures_total", proxy=PROXY, error="PublishError"): 1,
     }
     assert samples[s("grip_publish_duration_seconds_count", proxy=PROXY)] == 3
+
+
+def test_zeromq_publishes_count_items_once_queued(registry: CollectorRegistry) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    pull = context.socket(zmq.PULL)  # what Pushpin's push_in_spec is
+    pull.setsockopt(zmq.RCVTIMEO, 10_000)
+    listened = f"zmq+tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
+    (port,) = _free_ports(1)
+    unheard = f"zmq+tcp://127.0.0.1:{port}"  # no Pushpin: nothing can be queued
+    items = [("news", Item(HttpStreamFormat("one\n"))), ("news", Item(HttpStreamFormat("two\n")))]
+    try:
+        with SyncPublisher(listened) as publisher:
+            publisher.publish_many(items)
+        assert [pull.recv()[:1] for _ in items] == [b"J", b"J"]
+        with SyncPublisher(unheard, timeout=0.2) as publisher, pytest.raises(PublishError):
+            publisher.publish_many(items)
+    finally:
+        pull.close(linger=0)
+    publishes = {k: v for k, v in counters(scrape(registry)).items() if "publish" in k[0]}
+    assert publishes == {
+        s("grip_publish_requests_total", proxy=listened): 1,
+        s("grip_publish_items_total", proxy=listened): 2,
+        s("grip_publish_requests_total", proxy=unheard): 1,
+        s("grip_publish_items_total", proxy=unheard): 0,
+        s("grip_publish_failures_total", proxy=unheard, error="ZmqSendTimeoutError"): 1,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from functools import partial
 from types import MappingProxyType
 from typing import NamedTuple
 
-from . import metrics as _metrics
 from ._config import GripSettings
 from ._errors import (
     ConnectionIdMissingError,
@@ -398,8 +397,6 @@ class GripProcessor:
             body, max_events=self.limits.max_events, max_event_size=self.limits.max_event_size
         )
         assert head.connection_id is not None  # checked by wants_websocket_body
-        if _metrics._recorder is not None:
-            _metrics._recorder.websocket_received(events)
         ctx.ws = WebSocketContext(head.connection_id, head.meta, events, self.settings.prefix)
 
     def instruct_response(self, ctx: GripContext, status: int) -> InstructPlan | None:

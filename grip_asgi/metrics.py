@@ -88,8 +88,8 @@ class _Recorder:
         self.recovery_pages: dict[str, int] = {}
 
     def request(self, ctx: GripContext, refused: bool = False) -> None:
-        """A request the app gets, classed by its context; ``refused``: answered 501 instead
-        (``proxy_only``), counted as rejected."""
+        """A request the app gets, classed by its context, and the WebSocket-over-HTTP events
+        it brought; ``refused``: answered 501 instead (``proxy_only``), counted as rejected."""
         if ctx.is_proxied:
             key = _PROXIED
         elif ctx.sig_error is not None:
@@ -98,21 +98,18 @@ class _Recorder:
             key = ("rejected", _PROXY_REQUIRED)
         else:
             key = _DIRECT
-        requests = self.requests
+        requests, received, ws = self.requests, self.events_received, ctx.ws
         with self.lock:  # once per request: the increments are inlined
             requests[key] = requests.get(key, 0) + 1
+            if ws is not None:
+                for event in ws.in_events:
+                    received[event.type] = received.get(event.type, 0) + 1
 
     def rejected(self, error: GripProtocolError) -> None:
         """A request the middleware answered with ``error``'s 4xx, before the app."""
         key = ("rejected", _REJECTIONS.get(type(error), type(error).__name__))
         with self.lock:
             _add(self.requests, key)
-
-    def websocket_received(self, events: Iterable[WebSocketEvent]) -> None:
-        counts = self.events_received
-        with self.lock:
-            for event in events:
-                counts[event.type] = counts.get(event.type, 0) + 1
 
     def websocket_sent(self, events: Iterable[WebSocketEvent]) -> None:
         counts = self.events_sent

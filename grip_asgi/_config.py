@@ -58,8 +58,10 @@ class GripConfig(Mapping[str, Key]):
     one Pushpin's ``push_in_spec``; adding ``?mode=pub`` binds a PUB socket there that any
     number of Pushpins subscribe to (``push_in_sub_specs`` with ``push_in_sub_connect=true``),
     and ``?mode=pub&bind=false`` connects it instead (to a Pushpin's bound SUB socket, or a
-    broker). A ZeroMQ send confirms nothing: a publish returns once the items are queued on
-    the socket, with no word from Pushpin. ``key`` and ``control_iss`` are not sent there
+    broker). A PUSH or PUB send confirms nothing: a publish returns once the items are queued
+    on the socket, with no word from Pushpin. ``?mode=command`` sends ZRPC ``publish``
+    requests to one Pushpin's ``command_spec`` instead, and waits for its answer, as over
+    HTTP. ``key`` and ``control_iss`` are not sent there
     (ZeroMQ has no auth); ``verify_iss`` and ``verify_key`` still check ``Grip-Sig``.
     """
 
@@ -194,8 +196,8 @@ def parse_grip_uri(uri: str) -> GripConfig:
     ``user:pass@`` becomes Basic credentials. A trailing ``/`` is removed.
 
     ``zmq+tcp://host:port`` and ``zmq+ipc:///path`` publish over ZeroMQ instead: PUSH to one
-    Pushpin, or with ``?mode=pub`` a PUB socket Pushpins subscribe to (see
-    :class:`GripConfig`). ``mode`` and ``bind`` stay on ``control_uri``; ``verify-iss`` and
+    Pushpin, with ``?mode=pub`` a PUB socket Pushpins subscribe to, or with ``?mode=command``
+    answered requests to Pushpin's command socket (see :class:`GripConfig`). ``mode`` and ``bind`` stay on ``control_uri``; ``verify-iss`` and
     ``verify-key`` are read as for HTTP.
     """
     if not isinstance(uri, str) or not uri.strip():

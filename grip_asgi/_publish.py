@@ -43,7 +43,7 @@ from ._errors import (
 from ._sse import encode_sse_event
 from .history import HistoryStore, StoredEvent, open_history
 from .zmq import _sockets as _zmq
-from .zmq._protocol import pub_message, push_message
+from .zmq._protocol import command_messages, pub_message, push_message
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -612,12 +612,15 @@ def _zmq_request(
     encoded: Sequence[tuple[bytes, bool]],
 ) -> PublishRequest:
     """Every item as a message for ``config``'s ZeroMQ socket (spec §4.4): ``J`` + its JSON,
-    after its channel (the topic) on a PUB socket."""
+    after its channel (the topic) on a PUB socket; for the command socket, the items as
+    tnetstrings, as many per ``publish`` request as fit."""
     endpoint = config.zmq_endpoint
     assert endpoint is not None
     messages: tuple[tuple[bytes, ...], ...]
     if endpoint.mode == "push":
         messages = tuple((push_message(data),) for data, _ in encoded)
+    elif endpoint.mode == "command":
+        messages = command_messages([item.to_dict(prefix + channel) for channel, item in entries])
     else:
         messages = tuple(
             pub_message(prefix + channel, data)
@@ -829,7 +832,7 @@ class _BasePublisher(Generic[_C, _R]):
         self._history = history
         self._owns_history = history is None
         # One ZeroMQ socket per zmq+ proxy, opened at its first publish.
-        self._zmq_senders: dict[str, _zmq.ZmqSender] = {}
+        self._zmq_senders: dict[str, _zmq.Sender] = {}
 
     @property
     def history(self) -> HistoryStore:
@@ -859,7 +862,7 @@ class _BasePublisher(Generic[_C, _R]):
                 self._client = self._new_client()
             return self._client
 
-    def _zmq_sender(self, request: PublishRequest) -> _zmq.ZmqSender:
+    def _zmq_sender(self, request: PublishRequest) -> _zmq.Sender:
         config = next(c for c in self.settings.proxies if _proxy_name(c) == request.proxy)
         assert config.zmq_endpoint is not None
         with self._lock:
@@ -867,7 +870,7 @@ class _BasePublisher(Generic[_C, _R]):
             if sender is None:
                 # A ZeroMQ send waits for room in the socket's queue, never for ever.
                 wait = self._timeout.write or _zmq.DEFAULT_SEND_TIMEOUT
-                sender = self._zmq_senders[request.proxy] = _zmq.ZmqSender(
+                sender = self._zmq_senders[request.proxy] = _zmq.make_sender(
                     config.zmq_endpoint, wait
                 )
             return sender

@@ -168,7 +168,7 @@ def test_zmq_uris_name_address_mode_and_bind(uri: str, endpoint: ZmqEndpoint) ->
         ("zmq+tcp://h:99999", "invalid port"),
         ("zmq+tcp://h:1/path", "no path"),
         ("zmq+tcp://*:1", "is for a socket that binds"),
-        ("zmq+tcp://h:1?mode=pull", "mode must be push or pub"),
+        ("zmq+tcp://h:1?mode=pull", "mode must be push, pub or command"),
         ("zmq+tcp://h:1?bind=true", "applies to mode=pub"),
         ("zmq+tcp://h:1?mode=pub&bind=maybe", "bind must be true or false"),
         ("zmq+tcp://h:1?mode=pub&mode=push", "repeats 'mode'"),
@@ -347,3 +347,26 @@ def test_zrpc_responses_decode(data: bytes, response: ZrpcResponse) -> None:
 def test_malformed_zrpc_responses_raise(data: bytes, why: str) -> None:
     with pytest.raises(ZrpcError, match=why):
         parse_zrpc_response(data)
+
+
+def test_command_batches_hold_as_many_items_as_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grip_asgi.zmq import _protocol
+
+    items = [Item(Ws("x" * 10), id=str(n)).to_dict("c") for n in range(5)]
+    one = len(dumps(tnetstring_item(items[0])))
+    monkeypatch.setattr(_protocol, "COMMAND_BATCH_BYTES", 2 * one)
+    batches = _protocol.command_messages(items)
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert [loads(data)["id"] for batch in batches for data in batch] == [
+        b"0",
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+    ]
+    request = loads(_protocol.zrpc_publish(b"9", batches[0]))
+    assert request == {
+        "id": b"9",
+        "method": b"publish",
+        "args": {"items": [loads(d) for d in batches[0]]},
+    }

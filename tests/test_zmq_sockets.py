@@ -23,13 +23,15 @@ from grip_asgi import (
     Item,
     PublishConnectionError,
     Publisher,
+    PublishError,
+    PublishTimeoutError,
     SyncPublisher,
     WebSocketMessageFormat,
 )
 from grip_asgi._cli import main as cli_main
 from grip_asgi.pushpin import _free_ports
 from grip_asgi.zmq import SubscriberCounts, ZmqSendTimeoutError
-from grip_asgi.zmq._tnetstring import dumps
+from grip_asgi.zmq._tnetstring import dumps, loads
 
 TIMEOUT = 5.0  # seconds any one wait may take
 
@@ -226,7 +228,7 @@ def test_two_publishers_cannot_bind_one_address() -> None:
 
 
 def test_a_bad_zmq_uri_fails_at_construction() -> None:
-    with pytest.raises(GripConfigError, match="mode must be push or pub"):
+    with pytest.raises(GripConfigError, match="mode must be push, pub or command"):
         SyncPublisher("zmq+tcp://127.0.0.1:5560?mode=pull")
 
 
@@ -345,3 +347,97 @@ def test_the_stats_command_prints_each_change(stats_pub: Any, capsys: Any) -> No
     assert f"watching {address}" in err
     assert out.splitlines()[:2] == ["news: 2 (ws 2)", "news: 3 (stream 1, ws 2)"]
     assert "other" not in out
+
+
+# --- The command socket (ZRPC publish) ---------------------------------------------------------
+
+
+def answer(router: zmq.Socket[bytes], reply: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read one request as Pushpin's command socket does, answer it (success unless
+    ``reply`` says otherwise, with the request's id), and return the request."""
+    identity, empty, data = router.recv_multipart()
+    assert empty == b""
+    request: dict[str, Any] = loads(data)
+    packet = {"id": request["id"], "success": True, "value": None, **(reply or {})}
+    router.send_multipart([identity, b"", dumps(packet)])
+    return request
+
+
+def test_command_publishes_are_zrpc_requests_with_tnetstring_items(sockets: Sockets) -> None:
+    router, address = sockets.bound(zmq.ROUTER)
+    requests: list[dict[str, Any]] = []
+    server = threading.Thread(target=lambda: requests.extend(answer(router) for _ in range(2)))
+    server.start()
+    with SyncPublisher(f"zmq+{address}?mode=command", prefix="p-") as publisher:
+        publisher.publish_stream("news", b"\xff\n", id="1")
+        publisher.publish_many([("a", ws("one")), ("b", Item(WebSocketMessageFormat(b"\x00")))])
+    server.join(TIMEOUT)
+    first, second = requests
+    assert first["method"] == b"publish" and first["id"] != second["id"]
+    assert first["args"] == {
+        "items": [
+            {"channel": b"p-news", "id": b"1", "formats": {"http-stream": {"content": b"\xff\n"}}}
+        ]
+    }
+    assert second["args"]["items"] == [
+        {"channel": b"p-a", "formats": {"ws-message": {"content": b"one"}}},
+        {"channel": b"p-b", "formats": {"ws-message": {"content-bin": b"\x00"}}},
+    ]
+
+
+def test_a_refused_command_publish_raises_with_pushpins_reason(sockets: Sockets) -> None:
+    router, address = sockets.bound(zmq.ROUTER)
+    refusal = {
+        "success": False,
+        "condition": b"bad-request",
+        "value": b"Invalid format: no formats",
+    }
+    server = threading.Thread(target=answer, args=(router, refusal))
+    server.start()
+    items = [("news", ws("one"))]
+    with (
+        SyncPublisher(f"zmq+{address}?mode=command") as publisher,
+        pytest.raises(PublishError) as caught,
+    ):
+        publisher.publish_many(items)
+    server.join(TIMEOUT)
+    error = caught.value
+    assert type(error) is PublishError
+    assert str(error) == (
+        f"zmq+{address} refused the items (bad-request): Invalid format: no formats"
+    )
+    assert (error.body, error.failed_items, error.unsure_items) == (
+        "Invalid format: no formats",
+        tuple(items),
+        (),
+    )
+
+
+@pytest.mark.anyio
+async def test_an_unanswered_command_publish_is_unsure_and_a_late_answer_is_skipped(
+    sockets: Sockets,
+) -> None:
+    router, address = sockets.bound(zmq.ROUTER)
+    async with Publisher(f"zmq+{address}?mode=command", timeout=0.3) as publisher:
+        with pytest.raises(PublishTimeoutError) as caught:
+            await publisher.publish_websocket("news", "lost?", id="1")
+        assert "may have been published" in str(caught.value)
+        assert caught.value.unsure_items == caught.value.failed_items
+        # The late answer to that request arrives first; the next publish waits for its own.
+        identity, _, late = router.recv_multipart()
+        router.send_multipart([identity, b"", dumps({"id": loads(late)["id"], "success": True})])
+        server = threading.Thread(target=answer, args=(router,))
+        server.start()
+        await publisher.retry(caught.value)
+        server.join(TIMEOUT)
+
+
+def test_with_no_pushpin_connected_a_command_publish_is_not_sent() -> None:
+    (port,) = _free_ports(1)
+    uri = f"zmq+tcp://127.0.0.1:{port}?mode=command"
+    with (
+        SyncPublisher(uri, timeout=0.2) as publisher,
+        pytest.raises(ZmqSendTimeoutError, match="no Pushpin is connected") as caught,
+    ):
+        publisher.publish_websocket("news", "nobody")
+    assert caught.value.unsure_items == ()

@@ -21,7 +21,7 @@ import base64
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -31,6 +31,7 @@ from . import _tnetstring
 from ._tnetstring import TnetstringError
 
 __all__ = (
+    "COMMAND_BATCH_BYTES",
     "DEFAULT_SUBSCRIPTION_TTL",
     "StatsPacketError",
     "SubscriberTable",
@@ -38,6 +39,7 @@ __all__ = (
     "ZmqEndpoint",
     "ZrpcError",
     "ZrpcResponse",
+    "command_messages",
     "parse_stats_message",
     "parse_subscription",
     "parse_zmq_uri",
@@ -45,6 +47,7 @@ __all__ = (
     "pub_message",
     "push_message",
     "tnetstring_item",
+    "zrpc_publish",
     "zrpc_request",
 )
 
@@ -66,8 +69,9 @@ class ZmqEndpoint:
     #: The ZeroMQ address: ``tcp://host:port`` or ``ipc:///path``.
     address: str
     #: ``"push"``: a PUSH socket to one Pushpin's ``push_in_spec``; ``"pub"``: a PUB socket
-    #: that Pushpins subscribe to (``push_in_sub_specs``).
-    mode: Literal["push", "pub"]
+    #: that Pushpins subscribe to (``push_in_sub_specs``); ``"command"``: ZRPC ``publish``
+    #: requests to one Pushpin's ``command_spec``, each answered.
+    mode: Literal["push", "pub", "command"]
     #: The socket binds ``address`` (a PUB socket that Pushpins connect to, the default for
     #: ``pub``) instead of connecting to it.
     bind: bool
@@ -76,8 +80,9 @@ class ZmqEndpoint:
 @functools.lru_cache(maxsize=64)  # a publisher reads the same few URIs on every publish
 def parse_zmq_uri(uri: str) -> ZmqEndpoint:
     """Parse a ZeroMQ control URI: ``zmq+tcp://host:port`` or ``zmq+ipc:///path``, with
-    ``?mode=push`` (the default) or ``?mode=pub``, and for ``pub`` ``&bind=false`` to connect
-    instead of binding. Other query parameters are an error; raises GripConfigError."""
+    ``?mode=push`` (the default), ``?mode=pub`` (and then ``&bind=false`` to connect instead
+    of binding) or ``?mode=command``. Other query parameters are an error; raises
+    GripConfigError."""
     parts = urlsplit(uri)
     if parts.scheme not in ZMQ_SCHEMES:
         raise GripConfigError(f"a ZeroMQ URI starts with zmq+tcp:// or zmq+ipc://, got {uri!r}")
@@ -88,9 +93,16 @@ def parse_zmq_uri(uri: str) -> ZmqEndpoint:
         if name in params:
             raise GripConfigError(f"the ZeroMQ URI repeats {name!r}: {uri!r}")
         params[name] = value.strip().lower()
-    if params.get("mode", "push") not in ("push", "pub"):
-        raise GripConfigError(f"mode must be push or pub, got {params['mode']!r} in {uri!r}")
-    mode: Literal["push", "pub"] = "pub" if params.get("mode") == "pub" else "push"
+    mode: Literal["push", "pub", "command"]
+    match params.get("mode", "push"):
+        case "push":
+            mode = "push"
+        case "pub":
+            mode = "pub"
+        case "command":
+            mode = "command"
+        case other:
+            raise GripConfigError(f"mode must be push, pub or command, got {other!r} in {uri!r}")
     bind = mode == "pub"
     if "bind" in params:
         if mode != "pub":
@@ -122,6 +134,43 @@ def parse_zmq_uri(uri: str) -> ZmqEndpoint:
 def push_message(item_json: bytes) -> bytes:
     """The one frame a PUSH socket sends for an item: ``J`` and its JSON (spec §4.4)."""
     return b"J" + item_json
+
+
+#: Largest ``publish`` request to the command socket, in bytes of items (as HTTP's body limit).
+COMMAND_BATCH_BYTES = 1_000_000
+
+
+def command_messages(items: Sequence[Mapping[str, Any]]) -> tuple[tuple[bytes, ...], ...]:
+    """Items (their JSON form) as batches for ZRPC ``publish`` requests: each batch the
+    tnetstrings of as many items as fit in :data:`COMMAND_BATCH_BYTES` (one at least)."""
+    batches: list[tuple[bytes, ...]] = []
+    batch: list[bytes] = []
+    size = 0
+    for item in items:
+        data = _tnetstring.dumps(tnetstring_item(item))
+        if batch and size + len(data) > COMMAND_BATCH_BYTES:
+            batches.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data)
+    if batch:
+        batches.append(tuple(batch))
+    return tuple(batches)
+
+
+def zrpc_publish(request_id: bytes, items: Sequence[bytes]) -> bytes:
+    """A ZRPC ``publish`` request of items already encoded as tnetstrings (one per item, see
+    :func:`tnetstring_item`): ``{"id", "method": "publish", "args": {"items": [...]}}``."""
+    item_list = _frame(b"".join(items), b"]")
+    args = _frame(b"5:items," + item_list, b"}")
+    return _frame(
+        _frame(b"id", b",") + _frame(request_id, b",") + b"6:method,7:publish,4:args," + args,
+        b"}",
+    )
+
+
+def _frame(payload: bytes, tag: bytes) -> bytes:
+    return b"%d:%s%s" % (len(payload), payload, tag)
 
 
 def pub_message(channel: str, item_json: bytes) -> tuple[bytes, bytes]:

@@ -7,6 +7,7 @@ pyzmq is imported when a socket is first needed, so ``grip_asgi.zmq`` imports wi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -15,13 +16,22 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PublishConnectionError, PublishError, PublishTimeoutError
+from .._errors import (
+    PublishConnectionError,
+    PublishError,
+    PublishReplyError,
+    PublishTimeoutError,
+)
 from ._protocol import (
     DEFAULT_SUBSCRIPTION_TTL,
     StatsPacketError,
     SubscriberTable,
     ZmqEndpoint,
+    ZrpcError,
+    ZrpcResponse,
     parse_subscription,
+    parse_zrpc_response,
+    zrpc_publish,
 )
 
 if TYPE_CHECKING:
@@ -31,9 +41,12 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_SEND_TIMEOUT",
+    "Sender",
     "SubscriberCounts",
+    "ZmqCommandSender",
     "ZmqSendTimeoutError",
     "ZmqSender",
+    "make_sender",
     "send_request",
     "send_request_blocking",
     "stats_address",
@@ -205,6 +218,122 @@ class _OpenError(Exception):
     """The socket could not bind or connect."""
 
 
+class _NotSent(Exception):
+    """A command request found no room (no Pushpin connected) within the timeout."""
+
+
+class _NoAnswer(Exception):
+    """A command request was sent, and no answer came within the timeout."""
+
+
+class ZmqCommandSender:
+    """Publishes to one Pushpin's command socket (``command_spec``): ZRPC ``publish``
+    requests on a DEALER socket, each waiting for Pushpin's answer, which comes once it has
+    read and accepted the items (as ``Published`` does over HTTP). One request is under way
+    at a time per publisher; an answer to a request that timed out is recognised by its id
+    and skipped.
+    """
+
+    def __init__(self, endpoint: ZmqEndpoint, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._socket: zmq.Socket[bytes] | None = None
+        self._async_socket: Any = None  # a zmq.asyncio.Socket, for the Publisher
+        self._async_lock: asyncio.Lock | None = None
+        self._pid = 0
+
+    def _configure(self, sock: Any) -> None:
+        lib = _import_zmq()
+        milliseconds = max(1, round(self.timeout * 1000))
+        sock.setsockopt(lib.IMMEDIATE, 1)  # no Pushpin connected: a request waits, then fails
+        sock.setsockopt(lib.SNDTIMEO, milliseconds)
+        sock.setsockopt(lib.LINGER, 0)  # an unanswered request is reported, not kept
+        try:
+            sock.connect(self.endpoint.address)
+        except lib.ZMQError as exc:
+            sock.close()
+            raise _OpenError(f"could not connect to {self.endpoint.address}: {exc}") from exc
+
+    def _request_id(self) -> bytes:
+        return b"%d-%d" % (os.getpid(), next(self._ids))
+
+    def request_blocking(self, items: Sequence[bytes]) -> ZrpcResponse:
+        """Send one ``publish`` request and wait for its answer."""
+        lib = _import_zmq()
+        with self._lock:
+            if self._socket is None or self._pid != os.getpid():
+                sock = lib.Context.instance().socket(lib.DEALER)
+                self._configure(sock)
+                self._socket, self._pid = sock, os.getpid()
+            sock = self._socket
+            request_id = self._request_id()
+            try:
+                sock.send_multipart([b"", zrpc_publish(request_id, items)])
+            except lib.Again:
+                raise _NotSent from None
+            deadline = time.monotonic() + self.timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sock.poll(max(1, round(left * 1000))):
+                    raise _NoAnswer
+                reply = _reply(sock.recv_multipart())
+                if reply.id == request_id:
+                    return reply
+
+    async def request(self, items: Sequence[bytes]) -> ZrpcResponse:
+        """The asyncio :meth:`request_blocking`."""
+        lib = _import_zmq()
+        import zmq.asyncio
+
+        if self._async_socket is None or self._pid != os.getpid():
+            sock = zmq.asyncio.Socket(lib.Context.instance(), lib.DEALER)
+            self._configure(sock)
+            self._async_socket, self._pid = sock, os.getpid()
+            self._async_lock = asyncio.Lock()
+        assert self._async_lock is not None
+        async with self._async_lock:
+            sock = self._async_socket
+            request_id = self._request_id()
+            try:
+                await sock.send_multipart([b"", zrpc_publish(request_id, items)])
+            except lib.Again:
+                raise _NotSent from None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    while True:
+                        reply = _reply(await sock.recv_multipart())
+                        if reply.id == request_id:
+                            return reply
+            except TimeoutError:
+                raise _NoAnswer from None
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in (self._socket, self._async_socket):
+                if sock is not None and self._pid == os.getpid():
+                    sock.close()
+            self._socket = self._async_socket = None
+
+
+def _reply(frames: list[bytes]) -> ZrpcResponse:
+    if len(frames) != 2 or frames[0]:
+        raise ZrpcError(f"a command reply is not [empty, reply]: {frames!r:.100}")
+    return parse_zrpc_response(frames[1])
+
+
+#: The socket a publisher keeps for one ZeroMQ proxy.
+Sender = ZmqSender | ZmqCommandSender
+
+
+def make_sender(endpoint: ZmqEndpoint, timeout: float) -> Sender:
+    """The sender for ``endpoint``'s mode; it opens its socket at its first publish."""
+    if endpoint.mode == "command":
+        return ZmqCommandSender(endpoint, timeout)
+    return ZmqSender(endpoint, timeout)
+
+
 def _failure(request: PublishRequest, sender: ZmqSender, sent: int) -> PublishError:
     items: dict[str, Any] = {
         "proxy": request.proxy,
@@ -231,8 +360,66 @@ def _open_failure(request: PublishRequest, exc: _OpenError) -> PublishError:
     )
 
 
-def send_request_blocking(sender: ZmqSender, request: PublishRequest) -> PublishError | None:
-    """Send a ZeroMQ publish request; the error when not every item could be queued."""
+def _commands(
+    request: PublishRequest,
+    sender: ZmqCommandSender,
+    send: Callable[[Sequence[bytes]], ZrpcResponse],
+) -> PublishError | None:
+    done = 0
+    for batch in request.messages:
+        try:
+            reply = send(batch)
+        except (_NotSent, _NoAnswer, _OpenError, ZrpcError) as exc:
+            return _command_failure(request, sender, done, len(batch), exc)
+        if not reply.success:
+            return _command_failure(request, sender, done, len(batch), reply)
+        done += len(batch)
+    return None
+
+
+def _command_failure(
+    request: PublishRequest,
+    sender: ZmqCommandSender,
+    done: int,
+    count: int,
+    cause: Exception | ZrpcResponse,
+) -> PublishError:
+    """The error for a command request that failed after ``done`` items were accepted."""
+    proxy, waited = request.proxy, f"{sender.timeout:g} s"
+    items: dict[str, Any] = {
+        "proxy": proxy,
+        "delivered_items": request.entries[:done],
+        "failed_items": request.entries[done:],
+    }
+    if isinstance(cause, ZrpcResponse):  # Pushpin read the request and refused all of it
+        value = cause.value.decode("utf-8", "replace") if isinstance(cause.value, bytes) else ""
+        message = f"{proxy} refused the items ({cause.condition}): {value or '(no reason)'}"
+        return PublishError(message, body=value, **items)
+    if isinstance(cause, _OpenError):
+        return PublishConnectionError(f"{proxy}: {cause}", **items)
+    if isinstance(cause, _NotSent):
+        message = (
+            f"{proxy}: no Pushpin is connected to {sender.endpoint.address}: the publish "
+            f"request was not sent within {waited}"
+        )
+        return ZmqSendTimeoutError(message, **items)
+    unsure = request.entries[done : done + count]
+    if isinstance(cause, ZrpcError):
+        return PublishReplyError(
+            f"{proxy} sent a malformed answer: {cause}", unsure_items=unsure, **items
+        )
+    message = (
+        f"{proxy} did not answer within {waited}: the {count} item(s) of that request may "
+        "have been published"
+    )
+    return PublishTimeoutError(message, unsure_items=unsure, **items)
+
+
+def send_request_blocking(sender: Sender, request: PublishRequest) -> PublishError | None:
+    """Send a ZeroMQ publish request; the error when not every item could be queued (or,
+    to the command socket, was not accepted)."""
+    if isinstance(sender, ZmqCommandSender):
+        return _commands(request, sender, sender.request_blocking)
     try:
         sent = sender.send_blocking(request.messages)
     except _OpenError as exc:
@@ -240,8 +427,19 @@ def send_request_blocking(sender: ZmqSender, request: PublishRequest) -> Publish
     return None if sent == len(request.messages) else _failure(request, sender, sent)
 
 
-async def send_request(sender: ZmqSender, request: PublishRequest) -> PublishError | None:
+async def send_request(sender: Sender, request: PublishRequest) -> PublishError | None:
     """The asyncio :func:`send_request_blocking`."""
+    if isinstance(sender, ZmqCommandSender):
+        done = 0
+        for batch in request.messages:
+            try:
+                reply = await sender.request(batch)
+            except (_NotSent, _NoAnswer, _OpenError, ZrpcError) as exc:
+                return _command_failure(request, sender, done, len(batch), exc)
+            if not reply.success:
+                return _command_failure(request, sender, done, len(batch), reply)
+            done += len(batch)
+        return None
     try:
         sent = await sender.send(request.messages)
     except _OpenError as exc:

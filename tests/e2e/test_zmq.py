@@ -3,8 +3,9 @@
 Real Pushpins, the FastAPI example app behind them under uvicorn, and real WebSocket, HTTP
 stream and SSE clients:
 
-- PUSH to one Pushpin's ``push_in_spec`` (``zmq+ipc://`` and ``zmq+tcp://``) reaches every
-  kind of client, from the ``Publisher`` and from ``python -m grip_asgi publish``;
+- PUSH to one Pushpin's ``push_in_spec`` (``zmq+ipc://`` and ``zmq+tcp://``), and answered
+  ``publish`` requests to its ``command_spec``, reach every kind of client, from the
+  ``Publisher`` and from ``python -m grip_asgi publish``;
 - a PUB publisher that binds its own address reaches two Pushpins that connect to it
   (``push_in_sub_connect``): it is configured with neither;
 - ``SubscriberCounts`` counts the clients connected, then none once they leave.
@@ -86,15 +87,17 @@ def cli_publish(grip_url: str, channel: str, message: str) -> subprocess.Complet
     return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
 
 
-@pytest.mark.parametrize("zmq_tcp", [False, True], ids=["ipc", "tcp"])
+@pytest.mark.parametrize("socket", ["ipc push", "tcp push", "tcp command"])
 @pytest.mark.anyio
 async def test_push_reaches_websocket_stream_and_sse_clients_and_counts_follow_them(
-    proxied_app: ProxiedAppFactory, history_env: dict[str, str], zmq_tcp: bool
+    proxied_app: ProxiedAppFactory, history_env: dict[str, str], socket: str
 ) -> None:
-    app = proxied_app(fastapi, env=history_env, zmq_tcp=zmq_tcp)
+    app = proxied_app(fastapi, env=history_env, zmq_tcp=socket.startswith("tcp"))
     pushpin = app.pushpin
     grip_url = pushpin.zmq_grip_url
-    assert grip_url is not None and grip_url.startswith("zmq+tcp://" if zmq_tcp else "zmq+ipc://")
+    assert grip_url is not None and grip_url.startswith("zmq+" + socket[:3])
+    if socket.endswith("command"):  # answered requests to the command socket instead
+        grip_url = f"zmq+{pushpin.command_spec}?mode=command"
     assert pushpin.stats_spec is not None
     with SubscriberCounts(pushpin.stats_spec) as counts, anyio.fail_after(TIMEOUT):
         await anyio.to_thread.run_sync(counts.wait_connected, TIMEOUT)

@@ -1,9 +1,10 @@
 """Publishing over ZeroMQ against the HTTP path, to the same real Pushpin, in the same rounds.
 
 The same ``Publisher`` and ``SyncPublisher`` publish the same ``ws-message`` item to a
-channel without subscribers, once with Pushpin's HTTP control URL and once with its
-``push_in_spec`` (``zmq+tcp://``, PUSH). An HTTP publish returns when Pushpin answered; a
-ZeroMQ one when the item is queued, and queues can hold thousands of items. So that a
+channel without subscribers, with Pushpin's HTTP control URL, with its ``push_in_spec``
+(``zmq+tcp://``, PUSH) and with its ``command_spec`` (``?mode=command``, ZRPC ``publish``
+requests, answered). An HTTP or command publish returns when Pushpin answered; a PUSH one
+when the item is queued, and queues can hold thousands of items. So that a
 ZeroMQ batch is not timed as done before Pushpin read it, each one ends with a marker item,
 on the same socket, to a channel that a stream holds: the batch ends when the stream gets
 the marker, that is when Pushpin has handled every item before it.
@@ -174,6 +175,8 @@ def run(settings: Settings) -> list[Result]:
         http, zmq = Publisher(pushpin.control_url), Publisher(pushpin.zmq_grip_url)
         http_sync = SyncPublisher(pushpin.control_url)
         zmq_sync = SyncPublisher(pushpin.zmq_grip_url)
+        command_url = f"zmq+{pushpin.command_spec}?mode=command"
+        command, command_sync = Publisher(command_url), SyncPublisher(command_url)
         candidates = {
             "http sequential": one_at_a_time(loop, http),
             "zmq sequential": one_at_a_time(loop, zmq, drained),
@@ -181,6 +184,10 @@ def run(settings: Settings) -> list[Result]:
             "zmq sync": one_at_a_time_blocking(zmq_sync, drained),
             "http many": many(loop, http),
             "zmq many": many(loop, zmq, drained),
+            # Answered: each call returns once Pushpin accepted the items.
+            "command sequential": one_at_a_time(loop, command),
+            "command sync": one_at_a_time_blocking(command_sync),
+            "command many": many(loop, command),
         }
         try:
             times = interleave(
@@ -188,10 +195,10 @@ def run(settings: Settings) -> list[Result]:
             )
         finally:
             drained.close()
-            http_sync.close()
-            zmq_sync.close()
-            loop.run_until_complete(http.aclose())
-            loop.run_until_complete(zmq.aclose())
+            for sync_publisher in (http_sync, zmq_sync, command_sync):
+                sync_publisher.close()
+            for publisher in (http, zmq, command):
+                loop.run_until_complete(publisher.aclose())
             loop.close()
     rate = {name: 1e9 / statistics.median(values) for name, values in times.items()}
     # The timed rounds only: the first batches calibrated and warmed up.
@@ -200,30 +207,32 @@ def run(settings: Settings) -> list[Result]:
         for name, values in meter.per_item.items()
     }
     results = []
-    for key, title, target in WORKLOADS:
-        results.append(
-            Result(
-                "zmq",
-                title,
-                rate[f"zmq {key}"],
-                rate[f"http {key}"],
-                "items/s",
-                higher_is_better=True,
-                target=target,
-                anchor_name="ours over HTTP",
+    for kind, label in (("zmq", "PUSH"), ("command", "command socket")):
+        for key, title, target in WORKLOADS:
+            results.append(
+                Result(
+                    "zmq",
+                    f"{label}: {title}",
+                    rate[f"{kind} {key}"],
+                    rate[f"http {key}"],
+                    "items/s",
+                    higher_is_better=True,
+                    target=target,
+                    anchor_name="ours over HTTP",
+                )
             )
-        )
-    for key, title, _ in WORKLOADS:
-        results.append(
-            Result(
-                "zmq",
-                f"CPU per item: {title}",
-                cpu_us[f"zmq {key}"],
-                cpu_us[f"http {key}"],
-                "us",
-                anchor_name="ours over HTTP",
+    for kind, label in (("zmq", "PUSH"), ("command", "command socket")):
+        for key, title, _ in WORKLOADS:
+            results.append(
+                Result(
+                    "zmq",
+                    f"{label}: CPU per item, {title}",
+                    cpu_us[f"{kind} {key}"],
+                    cpu_us[f"http {key}"],
+                    "us",
+                    anchor_name="ours over HTTP",
+                )
             )
-        )
     return results
 
 

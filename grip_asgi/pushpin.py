@@ -511,6 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--route-options", default="over_http", help="route target options (default over_http)"
     )
     parser.add_argument("--log-level", type=int, default=2, help="2 = info, 3 = debug")
+    parser.add_argument(
+        "--zmq-tcp",
+        action="store_true",
+        help="ZeroMQ sockets (publish, stats, command) on 127.0.0.1 TCP ports, not ipc",
+    )
     args = parser.parse_args(argv)
 
     pushpin = Pushpin(
@@ -521,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig_iss=args.iss,
         route_options=args.route_options,
         log_level=args.log_level,
+        zmq_tcp=args.zmq_tcp,
     )
     # SIGTERM unwinds like Ctrl-C, so Pushpin is stopped on the way out.
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -530,7 +536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"Pushpin is ready, proxying to {' '.join(pushpin.backends)}\n"
                 f"  clients:  {pushpin.http_url}  {pushpin.ws_url}\n"
                 f"  publish:  {pushpin.publish_url}\n"
-                f"  GRIP_URL={pushpin.grip_url}\n",
+                f"  GRIP_URL={pushpin.grip_url}\n"
+                f"  over ZeroMQ: GRIP_URL={pushpin.zmq_grip_url}\n"
+                f"  subscriber counts: python -m grip_asgi stats {pushpin.stats_spec}\n",
                 flush=True,
             )
             _follow_log(pushpin)

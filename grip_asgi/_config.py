@@ -197,8 +197,8 @@ def parse_grip_uri(uri: str) -> GripConfig:
 
     ``zmq+tcp://host:port`` and ``zmq+ipc:///path`` publish over ZeroMQ instead: PUSH to one
     Pushpin, with ``?mode=pub`` a PUB socket Pushpins subscribe to, or with ``?mode=command``
-    answered requests to Pushpin's command socket (see :class:`GripConfig`). ``mode`` and ``bind`` stay on ``control_uri``; ``verify-iss`` and
-    ``verify-key`` are read as for HTTP.
+    answered requests to Pushpin's command socket (see :class:`GripConfig`). ``mode`` and
+    ``bind`` stay on ``control_uri``; ``verify-iss`` and ``verify-key`` are read as for HTTP.
     """
     if not isinstance(uri, str) or not uri.strip():
         raise GripConfigError("GRIP URL is empty")

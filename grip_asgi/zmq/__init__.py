@@ -6,7 +6,8 @@ Publishing over ZeroMQ is chosen by the proxy's URL, with the same ``Publisher``
 (``push_in_sub_specs`` with ``push_in_sub_connect=true``). A PUSH or PUB send confirms
 nothing: a publish returns once the items are queued on the socket. ``?mode=command`` sends
 ZRPC ``publish`` requests to Pushpin's ``command_spec`` and waits for each answer, as over
-HTTP. :class:`SubscriberCounts` reads Pushpin's stats socket. Needs pyzmq: ``pip install "grip-asgi[zmq]"``.
+HTTP. :class:`SubscriberCounts` reads Pushpin's stats socket. Needs pyzmq: ``pip install
+"grip-asgi[zmq]"``.
 """
 
 from __future__ import annotations

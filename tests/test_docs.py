@@ -63,6 +63,7 @@ import grip_asgi._transport
 import grip_asgi.events
 import grip_asgi.fastapi
 import grip_asgi.history
+import grip_asgi.zmq
 import grip_asgi.metrics
 import grip_asgi.pushpin
 import grip_asgi.testing
@@ -942,6 +943,7 @@ PUBLIC_MODULES = (
     "grip_asgi.fastapi",
     "grip_asgi.events",
     "grip_asgi.history",
+    "grip_asgi.zmq",
     "grip_asgi.testing",
     "grip_asgi.pushpin",
     "grip_asgi.metrics",

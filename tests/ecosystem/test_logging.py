@@ -75,6 +75,7 @@ def test_the_modules_that_log() -> None:
         "grip_asgi._publish",
         "grip_asgi._recovery",
         "grip_asgi._signature",
+        "grip_asgi.metrics",
         "grip_asgi.middleware",
         "grip_django.middleware",
     ]

@@ -21,6 +21,7 @@ Every exception derives from :class:`GripError`::
     └── PublishError                          a publish failed; says what was delivered and what not
         ├── PublishConnectionError            the proxy could not be reached
         ├── PublishTimeoutError               the proxy did not answer in time
+        │   └── ZmqSendTimeoutError           a ZeroMQ send queue stayed full (grip_asgi.zmq)
         ├── PublishReplyError                 the proxy's reply was missing, broken off or malformed
         └── MultiPublishError                 some of several proxies failed; lists each error
 

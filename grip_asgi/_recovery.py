@@ -313,60 +313,58 @@ Steps = Generator[Operation, Any, Reply]
 Rules = Callable[["SubscribeRequest", "StreamOptions", "LinkSigner", bool], Steps]
 
 
+def _step(steps: Steps, result: Any, error: BaseException | None) -> Operation | Reply:
+    """Resume the rules with the last read's result (or error): the next read, or the reply."""
+    try:
+        return steps.send(result) if error is None else steps.throw(error)
+    except StopIteration as done:
+        reply: Reply = done.value
+        return reply
+
+
+def _call(op: Operation, face: Any, snapshot: Snapshot | None) -> Any:
+    """Start ``op`` on a store face: both faces have the same methods, the async one's
+    results are awaitables."""
+    if isinstance(op, ReadEvents):
+        return face.read(op.channel, op.after_id, limit=op.limit)
+    if isinstance(op, ReadLastId):
+        return face.last_id(op.channel)
+    if isinstance(op, ReadLatest):
+        return face.latest(op.channel, op.count)
+    assert snapshot is not None
+    return snapshot(op.channel, op.last_id)
+
+
 async def run(steps: Steps, store: HistoryStore, snapshot: Snapshot | None = None) -> Reply:
     """Carry out ``steps`` against an asyncio store."""
     result: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            op = steps.send(result) if error is None else steps.throw(error)
-        except StopIteration as done:
-            reply: Reply = done.value
-            return reply
+    while not isinstance(op := _step(steps, result, error), Reply):
         result, error = None, None
         try:
-            if isinstance(op, ReadEvents):
-                result = await store.read(op.channel, op.after_id, limit=op.limit)
-            elif isinstance(op, ReadLastId):
-                result = await store.last_id(op.channel)
-            elif isinstance(op, ReadLatest):
-                result = await store.latest(op.channel, op.count)
-            else:
-                assert snapshot is not None
-                result = snapshot(op.channel, op.last_id)
-                if inspect.isawaitable(result):
-                    result = await result
+            result = _call(op, store, snapshot)
+            if inspect.isawaitable(result):  # a read, or an async snapshot hook
+                result = await result
         except HistoryGapError as exc:
             error = exc
+    return op
 
 
 def run_sync(steps: Steps, store: SyncHistory, snapshot: Snapshot | None = None) -> Reply:
     """Carry out ``steps`` against a blocking store (``store.sync``)."""
     result: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            op = steps.send(result) if error is None else steps.throw(error)
-        except StopIteration as done:
-            reply: Reply = done.value
-            return reply
+    while not isinstance(op := _step(steps, result, error), Reply):
         result, error = None, None
         try:
-            if isinstance(op, ReadEvents):
-                result = store.read(op.channel, op.after_id, limit=op.limit)
-            elif isinstance(op, ReadLastId):
-                result = store.last_id(op.channel)
-            elif isinstance(op, ReadLatest):
-                result = store.latest(op.channel, op.count)
-            else:
-                assert snapshot is not None
-                result = snapshot(op.channel, op.last_id)
-                if inspect.isawaitable(result):
-                    # Close a coroutine that will never run: no "never awaited" warning.
-                    getattr(result, "close", lambda: None)()
-                    raise TypeError("a sync view needs a sync snapshot hook")
+            result = _call(op, store, snapshot)
+            if inspect.isawaitable(result):
+                # Close a coroutine that will never run: no "never awaited" warning.
+                getattr(result, "close", lambda: None)()
+                raise TypeError("a sync view needs a sync snapshot hook")
         except HistoryGapError as exc:
             error = exc
+    return op
 
 
 # --- The rules ------------------------------------------------------------------------------------

@@ -63,10 +63,10 @@ import grip_asgi._transport
 import grip_asgi.events
 import grip_asgi.fastapi
 import grip_asgi.history
-import grip_asgi.zmq
 import grip_asgi.metrics
 import grip_asgi.pushpin
 import grip_asgi.testing
+import grip_asgi.zmq
 import grip_django.metrics  # noqa: F401 (PUBLIC_MODULES finds it in sys.modules)
 from grip_asgi import (
     GripConfig,

@@ -402,3 +402,9 @@ def test_from_env_proxy_required(value: str, required: bool) -> None:
 def test_from_env_rejects(environ: dict[str, str], message: str) -> None:
     with pytest.raises(GripConfigError, match=message):
         GripSettings.from_env(environ)
+
+
+def test_a_zeromq_control_uri_takes_no_credentials() -> None:
+    GripConfig("zmq+tcp://127.0.0.1:5560")  # a ZeroMQ URI is a control URI too
+    with pytest.raises(GripConfigError, match="ZeroMQ control_uri takes no user or password"):
+        GripConfig("zmq+tcp://127.0.0.1:5560", user="ann", password="secret")

@@ -55,6 +55,7 @@ __all__ = (
     "Rules",
     "StreamOptions",
     "SubscribeRequest",
+    "channel_names",
     "event_json",
     "format_positions",
     "link_signer_for",
@@ -98,6 +99,11 @@ class RecoveryRequestError(GripProtocolError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status_hint = status
+
+
+def channel_names(channels: str | Sequence[str]) -> tuple[str, ...]:
+    """One channel name or several, as the tuple :class:`StreamOptions` takes."""
+    return (channels,) if isinstance(channels, str) else tuple(channels)
 
 
 def check_channel_name(channel: str) -> str:
@@ -405,10 +411,10 @@ class StreamOptions:
     timeout: int = 55
 
     def __post_init__(self) -> None:
+        # The names themselves are checked by the rules: from a URL, a bad one is the client's
+        # 400, answered like any other bad recovery request.
         if not self.channels:
             raise ValueError("a recoverable endpoint needs at least one channel")
-        for name in self.channels:
-            check_channel_name(name)
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels repeat: {list(self.channels)}")
         if self.history < 0:
@@ -446,6 +452,8 @@ def _subscription(
         if not grip.is_proxied:
             raise RecoveryRequestError("a next link is for the GRIP proxy only", 403)
         channels, user = signer.verify(token, request.now)
+    for channel in channels:
+        check_channel_name(channel)
     known = _from_grip_last(grip, channels)
     if not known:
         text = parse_last_event_id(request.last_event_id)

@@ -25,11 +25,11 @@ from starlette.responses import Response
 
 from ._recovery import (
     LINK_PARAM,
-    RecoveryRequestError,
     Rules,
     Snapshot,
     StreamOptions,
     SubscribeRequest,
+    channel_names,
     link_signer_for,
     longpoll_steps,
     run,
@@ -74,17 +74,14 @@ class GripEvents:
         in the signed next link, for your code to see on the proxy's later requests.
         A bad channel name gets a 400.
         """
-        try:
-            options = StreamOptions(
-                _names(channels),
-                user=user,
-                history=history,
-                page_size=page_size,
-                link_timeout=link_timeout,
-                keep_alive=keep_alive,
-            )
-        except RecoveryRequestError as exc:
-            return _refusal(exc)
+        options = StreamOptions(
+            channel_names(channels),
+            user=user,
+            history=history,
+            page_size=page_size,
+            link_timeout=link_timeout,
+            keep_alive=keep_alive,
+        )
         return await self._answer(sse_steps, options, snapshot)
 
     async def longpoll(
@@ -99,12 +96,13 @@ class GripEvents:
     ) -> Response:
         """A recoverable long-poll of ``channels``: JSON ``{"events": [...],
         "last_event_id": ...}``. Poll again with ``?last_event_id=`` set to it."""
-        try:
-            options = StreamOptions(
-                _names(channels), user=user, timeout=timeout, history=history, page_size=page_size
-            )
-        except RecoveryRequestError as exc:
-            return _refusal(exc)
+        options = StreamOptions(
+            channel_names(channels),
+            user=user,
+            timeout=timeout,
+            history=history,
+            page_size=page_size,
+        )
         return await self._answer(longpoll_steps, options, snapshot)
 
     async def _answer(
@@ -122,11 +120,3 @@ class GripEvents:
 def get_events(request: Request) -> GripEvents:
     """The recoverable-endpoint helper of a request (needs ``GripMiddleware``)."""
     return GripEvents(request)
-
-
-def _names(channels: str | Sequence[str]) -> tuple[str, ...]:
-    return (channels,) if isinstance(channels, str) else tuple(channels)
-
-
-def _refusal(exc: RecoveryRequestError) -> Response:
-    return Response(str(exc) + "\n", exc.status_hint, media_type="text/plain")

@@ -26,12 +26,12 @@ from django.http import HttpRequest, HttpResponse
 from grip_asgi._context import GripContext
 from grip_asgi._recovery import (
     LINK_PARAM,
-    RecoveryRequestError,
     Reply,
     Rules,
     Snapshot,
     StreamOptions,
     SubscribeRequest,
+    channel_names,
     link_signer_for,
     longpoll_steps,
     run,
@@ -132,42 +132,28 @@ def _options(
     link_timeout: int = 60,
     keep_alive: int = 20,
     timeout: int = 55,
-) -> StreamOptions | RecoveryRequestError:
-    names = (channels,) if isinstance(channels, str) else tuple(channels)
-    try:
-        return StreamOptions(
-            names,
-            user=user,
-            history=history,
-            page_size=page_size,
-            link_timeout=link_timeout,
-            keep_alive=keep_alive,
-            timeout=timeout,
-        )
-    except RecoveryRequestError as exc:  # a channel name from the URL: the client's 400
-        return exc
+) -> StreamOptions:
+    return StreamOptions(
+        channel_names(channels),
+        user=user,
+        history=history,
+        page_size=page_size,
+        link_timeout=link_timeout,
+        keep_alive=keep_alive,
+        timeout=timeout,
+    )
 
 
 def _answer_sync(
-    request: HttpRequest,
-    rules: Rules,
-    options: StreamOptions | RecoveryRequestError,
-    snapshot: Snapshot | None,
+    request: HttpRequest, rules: Rules, options: StreamOptions, snapshot: Snapshot | None
 ) -> HttpResponse:
-    if isinstance(options, RecoveryRequestError):
-        return plain_response(options.status_hint, str(options))
     steps = rules(_subscribe(request), options, link_signer_for(grip_conf.settings), bool(snapshot))
     return _response(run_sync(steps, grip_conf.history.sync, snapshot))
 
 
 async def _answer(
-    request: HttpRequest,
-    rules: Rules,
-    options: StreamOptions | RecoveryRequestError,
-    snapshot: Snapshot | None,
+    request: HttpRequest, rules: Rules, options: StreamOptions, snapshot: Snapshot | None
 ) -> HttpResponse:
-    if isinstance(options, RecoveryRequestError):
-        return plain_response(options.status_hint, str(options))
     steps = rules(_subscribe(request), options, link_signer_for(grip_conf.settings), bool(snapshot))
     return _response(await run(steps, grip_conf.history, snapshot))
 

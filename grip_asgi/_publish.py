@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import sys
 import threading
@@ -24,7 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -41,9 +42,12 @@ from ._errors import (
     PublishTimeoutError,
 )
 from ._sse import encode_sse_event
-from .history import HistoryStore, StoredEvent, open_history
+from .history import DEFAULT_HISTORY_URL, HistoryStore, StoredEvent, open_history
 from .zmq import _sockets as _zmq
 from .zmq._protocol import command_messages, pub_message, push_message
+
+if TYPE_CHECKING:
+    from .presence import PresenceStore
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -810,6 +814,7 @@ class _BasePublisher(Generic[_C, _R]):
         backoff: float = 0.1,
         max_body_size: int = MAX_BODY_SIZE,
         history: HistoryStore | None = None,
+        presence: PresenceStore | None = None,
         resend_to_fastly: bool = False,
     ) -> None:
         if client is not None and not isinstance(client, self._client_type):
@@ -831,6 +836,8 @@ class _BasePublisher(Generic[_C, _R]):
         self._direct_http = client is None and not _env_http_proxy()
         self._history = history
         self._owns_history = history is None
+        self._presence = presence
+        self._owns_presence = presence is None
         # One ZeroMQ socket per zmq+ proxy, opened at its first publish.
         self._zmq_senders: dict[str, _zmq.Sender] = {}
 
@@ -842,6 +849,18 @@ class _BasePublisher(Generic[_C, _R]):
             if self._history is None:
                 self._history = open_history(self.settings.history_url)
             return self._history
+
+    @property
+    def presence(self) -> PresenceStore:
+        """Who is connected to each reliable WebSocket channel (``grip_asgi.presence``): kept
+        in the same place as the :attr:`history` (``GRIP_HISTORY_URL``), opened on first use."""
+        from .presence import open_presence
+
+        with self._lock:
+            if self._presence is None:
+                url = self.settings.history_url or os.environ.get("GRIP_HISTORY_URL")
+                self._presence = open_presence(url or DEFAULT_HISTORY_URL)
+            return self._presence
 
     def _reliable(self, event: StoredEvent) -> tuple[str, Item]:
         # _recovery builds on this module's formats: imported here, not at the top.
@@ -1178,6 +1197,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             when every item has an ``id`` (see :class:`RetryPolicy`).
         history: the channel history for :meth:`publish_reliable` (the publisher never closes
             one it was given); default: opened from ``GRIP_HISTORY_URL`` on first use.
+        presence: the member lists of reliable WebSockets (never closed if given); default:
+            opened on first use, in the same place as the history.
     """
 
     _client_type = httpx.AsyncClient
@@ -1196,6 +1217,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         on_error: ErrorCallback | None = None,
         max_in_flight: int = 32,
         history: HistoryStore | None = None,
+        presence: PresenceStore | None = None,
         resend_to_fastly: bool = False,
     ) -> None:
         super().__init__(
@@ -1207,6 +1229,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             backoff=backoff,
             max_body_size=max_body_size,
             history=history,
+            presence=presence,
             resend_to_fastly=resend_to_fastly,
         )
         if queue_size < 1:
@@ -1450,6 +1473,8 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
                 await self._client.aclose()
             if self._owns_history and self._history is not None:
                 await self._history.aclose()
+            if self._owns_presence and self._presence is not None:
+                await self._presence.aclose()
 
     async def __aenter__(self: _Self) -> _Self:
         return self
@@ -1547,6 +1572,8 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
             self._client.close()
         if self._owns_history and self._history is not None:
             self._history.sync.close()
+        if self._owns_presence and self._presence is not None:
+            self._presence.sync.close()
 
     def __enter__(self: _Self) -> _Self:
         return self

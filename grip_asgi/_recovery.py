@@ -32,8 +32,8 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import metrics as _metrics
 from ._config import GripSettings
@@ -43,6 +43,9 @@ from ._publish import Format, HttpResponseFormat, HttpStreamFormat, Item, WebSoc
 from ._sse import SSE_CONTENT_TYPE, SSE_KEEP_ALIVE, encode_sse_event, parse_last_event_id
 from .history import HistoryGapError, HistoryStore, StoredEvent, SyncHistory
 
+if TYPE_CHECKING:
+    from .presence import PresenceStore, SyncPresence
+
 __all__ = (
     "LAST_EVENT_ID_PARAM",
     "LINK_PARAM",
@@ -50,6 +53,7 @@ __all__ = (
     "RESET_EVENT",
     "SNAPSHOT_EVENT",
     "LinkSigner",
+    "PresenceCall",
     "RecoveryRequestError",
     "Reply",
     "Rules",
@@ -301,7 +305,18 @@ class TakeSnapshot:
     last_id: int
 
 
-Operation = ReadEvents | ReadLastId | ReadLatest | TakeSnapshot
+@dataclass(frozen=True)
+class PresenceCall:
+    """Call ``method`` of the presence store (``join``, ``touch``, ``leave``, ``members``,
+    ``expire``) with ``channel``, ``args`` and ``kwargs``."""
+
+    method: str
+    channel: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+Operation = ReadEvents | ReadLastId | ReadLatest | TakeSnapshot | PresenceCall
 Snapshot = Callable[[str, int], "str | None | Awaitable[str | None]"]
 
 
@@ -314,21 +329,28 @@ class Reply:
     media_type: str
 
 
+_R = TypeVar("_R")
 Steps = Generator[Operation, Any, Reply]
 #: :func:`sse_steps` or :func:`longpoll_steps`.
 Rules = Callable[["SubscribeRequest", "StreamOptions", "LinkSigner", bool], Steps]
 
 
-def _step(steps: Steps, result: Any, error: BaseException | None) -> Operation | Reply:
-    """Resume the rules with the last read's result (or error): the next read, or the reply."""
+@dataclass(frozen=True)
+class _Done(Generic[_R]):
+    value: _R
+
+
+def _step(
+    steps: Generator[Operation, Any, _R], result: Any, error: BaseException | None
+) -> Operation | _Done[_R]:
+    """Resume the rules with the last read's result (or error): the next read, or the end."""
     try:
         return steps.send(result) if error is None else steps.throw(error)
     except StopIteration as done:
-        reply: Reply = done.value
-        return reply
+        return _Done(done.value)
 
 
-def _call(op: Operation, face: Any, snapshot: Snapshot | None) -> Any:
+def _call(op: Operation, face: Any, presence: Any, snapshot: Snapshot | None) -> Any:
     """Start ``op`` on a store face: both faces have the same methods, the async one's
     results are awaitables."""
     if isinstance(op, ReadEvents):
@@ -337,40 +359,54 @@ def _call(op: Operation, face: Any, snapshot: Snapshot | None) -> Any:
         return face.last_id(op.channel)
     if isinstance(op, ReadLatest):
         return face.latest(op.channel, op.count)
+    if isinstance(op, PresenceCall):
+        if presence is None:
+            raise GripConfigError("these rules need a presence store: pass presence=")
+        return getattr(presence, op.method)(op.channel, *op.args, **op.kwargs)
     assert snapshot is not None
     return snapshot(op.channel, op.last_id)
 
 
-async def run(steps: Steps, store: HistoryStore, snapshot: Snapshot | None = None) -> Reply:
-    """Carry out ``steps`` against an asyncio store."""
+async def run(
+    steps: Generator[Operation, Any, _R],
+    store: HistoryStore,
+    snapshot: Snapshot | None = None,
+    presence: PresenceStore | None = None,
+) -> _R:
+    """Carry out ``steps`` against an asyncio store (and presence store)."""
     result: Any = None
     error: BaseException | None = None
-    while not isinstance(op := _step(steps, result, error), Reply):
+    while not isinstance(op := _step(steps, result, error), _Done):
         result, error = None, None
         try:
-            result = _call(op, store, snapshot)
+            result = _call(op, store, presence, snapshot)
             if inspect.isawaitable(result):  # a read, or an async snapshot hook
                 result = await result
         except HistoryGapError as exc:
             error = exc
-    return op
+    return op.value
 
 
-def run_sync(steps: Steps, store: SyncHistory, snapshot: Snapshot | None = None) -> Reply:
-    """Carry out ``steps`` against a blocking store (``store.sync``)."""
+def run_sync(
+    steps: Generator[Operation, Any, _R],
+    store: SyncHistory,
+    snapshot: Snapshot | None = None,
+    presence: SyncPresence | None = None,
+) -> _R:
+    """Carry out ``steps`` against a blocking store (``store.sync``, ``presence.sync``)."""
     result: Any = None
     error: BaseException | None = None
-    while not isinstance(op := _step(steps, result, error), Reply):
+    while not isinstance(op := _step(steps, result, error), _Done):
         result, error = None, None
         try:
-            result = _call(op, store, snapshot)
+            result = _call(op, store, presence, snapshot)
             if inspect.isawaitable(result):
                 # Close a coroutine that will never run: no "never awaited" warning.
                 getattr(result, "close", lambda: None)()
                 raise TypeError("a sync view needs a sync snapshot hook")
         except HistoryGapError as exc:
             error = exc
-    return op
+    return op.value
 
 
 # --- The rules ------------------------------------------------------------------------------------
@@ -419,9 +455,9 @@ class StreamOptions:
             raise ValueError(f"channels repeat: {list(self.channels)}")
         if self.history < 0:
             raise ValueError(f"history must be 0 or more, got {self.history}")
-        for field in ("page_size", "link_timeout", "link_ttl", "keep_alive", "timeout"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be 1 or more, got {getattr(self, field)}")
+        for name in ("page_size", "link_timeout", "link_ttl", "keep_alive", "timeout"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, got {getattr(self, name)}")
 
 
 @dataclass

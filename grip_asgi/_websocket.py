@@ -434,6 +434,12 @@ class WebSocketContext:
         """Send a binary message (a str is sent as its UTF-8 bytes)."""
         self._send_message("BINARY", data, "send_binary()")
 
+    def ping(self, content: bytes = b"") -> None:
+        """Send the client a WebSocket ping; its PONG comes back as an event (Pushpin relays
+        it), which is how an app can tell that a quiet client is still there."""
+        self._check_can_send("ping()")
+        self.out_events.append(WebSocketEvent("PING", content or None))
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with a close code (1000-4999) and a short UTF-8 reason."""
         self._check_can_send("close()")

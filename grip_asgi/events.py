@@ -1,4 +1,5 @@
-"""Recoverable SSE and long-poll endpoints for Starlette (FastAPI: ``grip_asgi.fastapi``).
+"""Recoverable SSE, long-poll and WebSocket endpoints for Starlette (FastAPI:
+``grip_asgi.fastapi``).
 
 A subscriber of a reliable channel gets every message published with
 ``publisher.publish_reliable()``, exactly once and in order, across reconnects, proxy
@@ -12,6 +13,15 @@ restarts and Pushpin's own queue limits::
     async def publish(request):
         await get_publisher(request).publish_reliable("news", (await request.body()).decode())
 
+A reliable WebSocket endpoint (a client resumes, repairs gaps and sees who is here; the
+clients are ``grip_asgi.client`` and ``grip-client.js``)::
+
+    async def chat(request):  # the route Pushpin sends WebSocket-over-HTTP to
+        room = request.path_params["room"]
+        socket = await get_events(request).websocket(room, history=50, presence=True)
+        for message in socket.messages:
+            await get_publisher(request).publish_reliable(room, message)
+
 The history is the middleware's publisher's (``history_url=`` or ``GRIP_HISTORY_URL``).
 """
 
@@ -19,10 +29,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._errors import GripProtocolError
 from ._recovery import (
     LINK_PARAM,
     Rules,
@@ -35,9 +47,20 @@ from ._recovery import (
     run,
     sse_steps,
 )
+from ._reliable_ws import (
+    SocketOptions,
+    SocketReply,
+    SocketRequest,
+    channels_argument,
+    publish_notices,
+    websocket_steps,
+)
 from .middleware import get_grip_context, get_publisher
 
-__all__ = ("GripEvents", "get_events")
+if TYPE_CHECKING:
+    from .presence import Member
+
+__all__ = ("GripEvents", "SocketReply", "get_events")
 
 
 class GripEvents:
@@ -104,6 +127,56 @@ class GripEvents:
             page_size=page_size,
         )
         return await self._answer(longpoll_steps, options, snapshot)
+
+    async def websocket(
+        self,
+        channels: str | Sequence[str],
+        *,
+        history: int = 0,
+        presence: bool = False,
+        user: str | None = None,
+        info: Any = None,
+        page_size: int = 100,
+        keep_alive: int = 20,
+    ) -> SocketReply:
+        """Serve this WebSocket-over-HTTP request as a reliable WebSocket of ``channels``.
+
+        On open: accepts, replays what a resuming client (``?last_event_id=``) missed or
+        gives a new one the latest ``history`` events, and subscribes. Later: answers the
+        client's repair requests, and on Pushpin's keep-alive calls tells the client the
+        latest ids. Returns the request's outcome: ``.messages`` are the application's
+        messages to handle; with ``presence=True``, ``.members`` (at open), ``.joined`` and
+        ``.left``, and join and leave notices are published to the channels' members
+        (``user`` and the JSON value ``info`` are what they see of this member). To refuse a
+        connection, ``ws.reject()`` before calling this. A bad channel name or
+        ``last_event_id`` refuses the opening connection with a 400.
+
+        Raises:
+            GripProtocolError: the request is not WebSocket-over-HTTP.
+        """
+        ws = self._grip.ws
+        if ws is None:
+            raise GripProtocolError("websocket() needs a WebSocket-over-HTTP request")
+        options = SocketOptions(
+            channels_argument(channels),
+            history=history,
+            page_size=page_size,
+            presence=presence,
+            user=user,
+            info=info,
+            keep_alive=keep_alive,
+        )
+        publisher = self._publisher
+        steps = websocket_steps(SocketRequest(ws, self._request.query_params), options)
+        reply = await run(
+            steps, publisher.history, presence=publisher.presence if presence else None
+        )
+        await publish_notices(publisher, reply.notices)
+        return reply
+
+    async def members(self, channel: str) -> list[Member]:
+        """Who is connected to ``channel``'s reliable WebSockets with presence on."""
+        return await self._publisher.presence.members(channel)
 
     async def _answer(
         self, rules: Rules, options: StreamOptions, snapshot: Snapshot | None

@@ -10,10 +10,14 @@ from __future__ import annotations
 from .decorators import set_hold_longpoll, set_hold_stream, websocket_only
 from .events import (
     alongpoll_response,
+    amembers,
     asse_response,
+    awebsocket_events,
     is_next_link,
     longpoll_response,
+    members,
     sse_response,
+    websocket_events,
 )
 from .middleware import GripHttpRequest, GripMiddleware
 from .publish import (
@@ -29,17 +33,21 @@ __all__ = (
     "GripHttpRequest",
     "GripMiddleware",
     "alongpoll_response",
+    "amembers",
     "apublish",
     "apublish_reliable",
     "asse_response",
+    "awebsocket_events",
     "get_async_publisher",
     "get_publisher",
     "is_next_link",
     "longpoll_response",
+    "members",
     "publish",
     "publish_reliable",
     "set_hold_longpoll",
     "set_hold_stream",
     "sse_response",
+    "websocket_events",
     "websocket_only",
 )

@@ -40,7 +40,8 @@ from django.conf import settings
 from grip_asgi._config import GripConfig, GripSettings, Key, env_flag
 from grip_asgi._context import GripLimits, GripProcessor
 from grip_asgi._errors import GripConfigError
-from grip_asgi.history import HistoryStore, open_history
+from grip_asgi.history import DEFAULT_HISTORY_URL, HistoryStore, open_history
+from grip_asgi.presence import PresenceStore, open_presence
 
 __all__ = (
     "GRIP_SETTINGS",
@@ -232,6 +233,7 @@ class GripDjangoSettings:
         self._settings: GripSettings | None = None
         self._processor: GripProcessor | None = None
         self._history: HistoryStore | None = None
+        self._presence: PresenceStore | None = None
 
     @property
     def settings(self) -> GripSettings:
@@ -256,6 +258,16 @@ class GripDjangoSettings:
                 self._history = open_history(self._read_settings().history_url)
             return self._history
 
+    @property
+    def presence(self) -> PresenceStore:
+        """The member lists of reliable WebSockets, kept where the history is, one per
+        process."""
+        with self._lock:
+            if self._presence is None:
+                url = self._read_settings().history_url or os.environ.get("GRIP_HISTORY_URL")
+                self._presence = open_presence(url or DEFAULT_HISTORY_URL)
+            return self._presence
+
     def _read_settings(self) -> GripSettings:
         # Called with the lock held.
         if self._settings is None:
@@ -268,6 +280,7 @@ class GripDjangoSettings:
             self._settings = None
             self._processor = None
             self._history = None
+            self._presence = None
 
 
 #: The process-wide instance.

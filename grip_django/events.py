@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from grip_asgi._context import GripContext
+from grip_asgi._errors import GripProtocolError
 from grip_asgi._recovery import (
     LINK_PARAM,
     Reply,
@@ -38,16 +40,30 @@ from grip_asgi._recovery import (
     run_sync,
     sse_steps,
 )
+from grip_asgi._reliable_ws import (
+    SocketOptions,
+    SocketReply,
+    SocketRequest,
+    publish_notices,
+    publish_notices_sync,
+    websocket_steps,
+)
+from grip_asgi.presence import Member
 
 from .conf import grip_conf
 from .middleware import plain_response
+from .publish import get_async_publisher, get_publisher
 
 __all__ = (
     "alongpoll_response",
+    "amembers",
     "asse_response",
+    "awebsocket_events",
     "is_next_link",
     "longpoll_response",
+    "members",
     "sse_response",
+    "websocket_events",
 )
 
 Channels = str | Sequence[str]
@@ -158,14 +174,100 @@ async def _answer(
     return _response(await run(steps, grip_conf.history, snapshot))
 
 
-def _subscribe(request: HttpRequest) -> SubscribeRequest:
+def _grip(request: HttpRequest) -> GripContext:
     grip = getattr(request, "grip", None)
     if not isinstance(grip, GripContext):
         raise RuntimeError(
             "request.grip is missing: add 'grip_django.middleware.GripMiddleware' to MIDDLEWARE"
         )
+    return grip
+
+
+def _subscribe(request: HttpRequest) -> SubscribeRequest:
     query = {name: request.GET[name] for name in request.GET}
-    return SubscribeRequest(grip, request.headers.get("Last-Event-ID"), query, time.time())
+    return SubscribeRequest(
+        _grip(request), request.headers.get("Last-Event-ID"), query, time.time()
+    )
+
+
+def websocket_events(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    history: int = 0,
+    presence: bool = False,
+    user: str | None = None,
+    info: Any = None,
+    page_size: int = 100,
+    keep_alive: int = 20,
+) -> SocketReply:
+    """Serve a WebSocket-over-HTTP request as a reliable WebSocket of ``channels``, from a
+    sync view: resume, gap repair and presence (``grip_asgi.events.GripEvents.websocket``
+    says what each argument does). Handle the returned ``.messages``; the view's return
+    value is ignored (the middleware answers from ``request.grip.ws``)."""
+    options = _socket_options(channels, history, presence, user, info, page_size, keep_alive)
+    steps = websocket_steps(_socket_request(request), options)
+    presence_store = grip_conf.presence.sync if presence else None
+    reply = run_sync(steps, grip_conf.history.sync, presence=presence_store)
+    publish_notices_sync(get_publisher(), reply.notices)
+    return reply
+
+
+async def awebsocket_events(
+    request: HttpRequest,
+    channels: Channels,
+    *,
+    history: int = 0,
+    presence: bool = False,
+    user: str | None = None,
+    info: Any = None,
+    page_size: int = 100,
+    keep_alive: int = 20,
+) -> SocketReply:
+    """:func:`websocket_events` for an async view."""
+    options = _socket_options(channels, history, presence, user, info, page_size, keep_alive)
+    steps = websocket_steps(_socket_request(request), options)
+    presence_store = grip_conf.presence if presence else None
+    reply = await run(steps, grip_conf.history, presence=presence_store)
+    await publish_notices(get_async_publisher(), reply.notices)
+    return reply
+
+
+def members(channel: str) -> list[Member]:
+    """Who is connected to ``channel``'s reliable WebSockets with presence on."""
+    return grip_conf.presence.sync.members(channel)
+
+
+async def amembers(channel: str) -> list[Member]:
+    """:func:`members` for an async view."""
+    return await grip_conf.presence.members(channel)
+
+
+def _socket_options(
+    channels: Channels,
+    history: int,
+    presence: bool,
+    user: str | None,
+    info: Any,
+    page_size: int,
+    keep_alive: int,
+) -> SocketOptions:
+    return SocketOptions(
+        channel_names(channels),
+        history=history,
+        page_size=page_size,
+        presence=presence,
+        user=user,
+        info=info,
+        keep_alive=keep_alive,
+    )
+
+
+def _socket_request(request: HttpRequest) -> SocketRequest:
+    ws = _grip(request).ws
+    if ws is None:
+        raise GripProtocolError("a reliable WebSocket view needs a WebSocket-over-HTTP request")
+    return SocketRequest(ws, {name: request.GET[name] for name in request.GET})
 
 
 def _response(reply: Reply) -> HttpResponse:

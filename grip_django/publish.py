@@ -50,14 +50,18 @@ class _Publishers:
     def sync(self) -> SyncPublisher:
         with self._lock:
             if self._sync is None:
-                self._sync = SyncPublisher(grip_conf.settings, history=grip_conf.history)
+                self._sync = SyncPublisher(
+                    grip_conf.settings, history=grip_conf.history, presence=grip_conf.presence
+                )
             return self._sync
 
     def for_loop(self, loop: asyncio.AbstractEventLoop) -> Publisher:
         with self._lock:
             publisher = self._by_loop.get(loop)
             if publisher is None:
-                publisher = Publisher(grip_conf.settings, history=grip_conf.history)
+                publisher = Publisher(
+                    grip_conf.settings, history=grip_conf.history, presence=grip_conf.presence
+                )
                 self._by_loop[loop] = publisher
             return publisher
 

@@ -1,0 +1,396 @@
+"""Nothing lost for WebSocket subscribers: resume, gap repair and presence over GRIP.
+
+Pushpin gives WebSockets no ``prev-id`` reliability, so the client takes part (the clients
+are ``grip_asgi.client`` and ``grip_asgi/static/grip-client.js``): every reliable publish
+reaches a WebSocket as an envelope carrying its channel and id
+(``{"channel": "room", "id": 42, "data": ...}``), the client notices a gap or a duplicate by
+the id, and asks this endpoint for what it lacks (``{"grip": "sync", "last_event_id":
+"room:41"}``). The answer comes from the history store, as every catch-up does.
+
+- **Resume on open**: a reconnecting client names its positions in the query
+  (``?last_event_id=room:41``); the OPEN response replays what it missed and subscribes, in
+  one answer, so no live message can overtake the replay.
+- **The tip**: every answer that replays, and every keep-alive request Pushpin makes on an
+  idle connection (``Keep-Alive-Interval``), ends with the store's latest ids
+  (``{"grip": "tip", ...}``): a client that lost the last message of a quiet channel learns
+  of it there. The connection's channels live in its meta (``Set-Meta-Grip-Channels``), set
+  at open: Pushpin sends them back with every request, and a client cannot change them.
+- **Presence**: a member per connection, joined at open, left at CLOSE or DISCONNECT; the
+  keep-alive request also pings the client, and its PONG (or any message) keeps the
+  membership alive. One that vanishes without its TCP connection closing expires after
+  ``keep_alive + presence_margin`` seconds and is announced gone by the next keep-alive
+  sweep of its channel. Join and leave notices go to every member.
+
+Sans-IO like :mod:`grip_asgi._recovery`: :func:`websocket_steps` yields store calls, and
+:func:`~grip_asgi._recovery.run` / :func:`~grip_asgi._recovery.run_sync` carry them out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import metrics as _metrics
+from ._errors import PublishError
+from ._publish import Item, Publisher, SyncPublisher, WebSocketMessageFormat
+from ._recovery import (
+    LAST_EVENT_ID_PARAM,
+    RELIABLE_PREFIX,
+    Operation,
+    PresenceCall,
+    ReadEvents,
+    ReadLastId,
+    ReadLatest,
+    RecoveryRequestError,
+    check_channel_name,
+    event_json,
+    parse_positions,
+)
+from ._websocket import WebSocketContext
+from .history import HistoryGapError, StoredEvent
+
+if TYPE_CHECKING:
+    from .presence import Member
+
+__all__ = (
+    "CHANNELS_META",
+    "SocketOptions",
+    "SocketReply",
+    "SocketRequest",
+    "presence_notice",
+    "websocket_steps",
+)
+
+logger = logging.getLogger("grip_asgi.recovery")
+
+#: The connection meta that holds the channels granted at open.
+CHANNELS_META = "grip-channels"
+#: The connection meta that says the connection is a member of its channels.
+PRESENCE_META = "grip-presence"
+#: The WebSocket events that show the client is still there.
+_SIGNS_OF_LIFE = frozenset(("TEXT", "BINARY", "PING", "PONG"))
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    """How a reliable WebSocket endpoint answers: the arguments of ``websocket()``."""
+
+    channels: tuple[str, ...]
+    #: Events a new client gets from the history (the latest ones), e.g. a chat's backlog.
+    history: int = 0
+    #: Most events replayed per channel in one answer; the client asks again for the rest.
+    page_size: int = 100
+    #: Keep the channels' member lists (``grip_asgi.presence``).
+    presence: bool = False
+    #: Who the member is (any string; None for anonymous members) and what others see of it.
+    user: str | None = None
+    info: Any = None
+    #: Seconds of idleness after which Pushpin calls the app (Pushpin raises < 20 to 20).
+    keep_alive: int = 20
+    #: Seconds a member outlives a missed pong before it counts as gone.
+    presence_margin: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ValueError("a reliable WebSocket endpoint needs at least one channel")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels repeat: {list(self.channels)}")
+        if self.history < 0:
+            raise ValueError(f"history must be 0 or more, got {self.history}")
+        for name in ("page_size", "keep_alive"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.presence_margin) and self.presence_margin > 0):
+            raise ValueError(f"presence_margin must be above 0, got {self.presence_margin}")
+        json.dumps(self.info)  # the notices carry it: a TypeError here names the problem
+
+    @property
+    def ttl(self) -> float:
+        return self.keep_alive + self.presence_margin
+
+
+@dataclass(frozen=True)
+class SocketRequest:
+    """What an adapter read from the request."""
+
+    ws: WebSocketContext
+    #: The query parameters (first value of each).
+    query: Mapping[str, str]
+
+
+@dataclass
+class SocketReply:
+    """What one WebSocket-over-HTTP request of a reliable endpoint came to.
+
+    The answer for the client is already on :attr:`ws`; the adapter publishes
+    :attr:`notices`.
+    """
+
+    ws: WebSocketContext
+    #: The application's messages in this request (text as str, binary as bytes), in order.
+    messages: list[str | bytes] = field(default_factory=list)
+    #: The members of each channel, read when the connection opened with presence on.
+    members: dict[str, list[Member]] = field(default_factory=dict)
+    #: Members that joined and left in this request (this client, or expired ones).
+    joined: list[Member] = field(default_factory=list)
+    left: list[Member] = field(default_factory=list)
+    #: Presence notices to publish: (reliable channel name, message text).
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    #: The channels this connection was granted at open.
+    channels: tuple[str, ...] = ()
+
+    @property
+    def opened(self) -> bool:
+        """This request opened the connection (and it was accepted)."""
+        return self.ws.is_opening() and self.ws.accepted
+
+    @property
+    def closed(self) -> bool:
+        """The client closed or vanished in this request."""
+        return _has_close(self.ws)
+
+
+def presence_notice(kind: str, member: Member) -> str:
+    """The message every member gets when ``member`` joins or leaves (``kind``)."""
+    return _dumps({"grip": kind, "channel": member.channel, **member.to_json()})
+
+
+def websocket_steps(
+    request: SocketRequest, options: SocketOptions
+) -> Generator[Operation, Any, SocketReply]:
+    """The rules of one WebSocket-over-HTTP request to a reliable endpoint.
+
+    A bad channel name or ``last_event_id`` refuses the opening connection with a 400; a bad
+    protocol message later gets ``{"grip": "error"}`` and the connection stays.
+    """
+    ws = request.ws
+    reply = SocketReply(ws)
+    if ws.is_opening():
+        if not ws.accepted and ws._ended_by is not None:  # the handler refused it
+            return reply
+        try:
+            channels = tuple(check_channel_name(channel) for channel in options.channels)
+            text = request.query.get(LAST_EVENT_ID_PARAM)
+            positions = parse_positions(text) if text else {}
+        except RecoveryRequestError as exc:
+            ws.reject(exc.status_hint, str(exc))
+            return reply
+        if not ws.accepted:
+            ws.accept()
+        reply.channels = channels
+        yield from _open(reply, options, {c: positions.get(c) for c in channels})
+    else:
+        reply.channels = _granted_channels(ws, options)
+    yield from _read_events(reply, options)
+    return reply
+
+
+def _granted_channels(ws: WebSocketContext, options: SocketOptions) -> tuple[str, ...]:
+    meta = ws.orig_meta.get(CHANNELS_META)
+    if meta is None:  # opened before this endpoint was reliable: the handler's channels
+        return options.channels
+    return tuple(channel for channel in meta.split(",") if channel)
+
+
+def _open(
+    reply: SocketReply, options: SocketOptions, positions: dict[str, int | None]
+) -> Generator[Operation, Any, None]:
+    ws = reply.ws
+    out: list[tuple[float, str]] = []
+    tip: dict[str, int] = {}
+    for channel, after in positions.items():
+        if after is None and options.history:
+            backlog: list[StoredEvent] = yield ReadLatest(channel, options.history)
+            out.extend((event.time, _dumps(event_json(event))) for event in backlog)
+    resuming = {channel: after for channel, after in positions.items() if after is not None}
+    if resuming:
+        yield from _replay(out, resuming, options.page_size)
+    for channel in positions:
+        tip[channel] = yield ReadLastId(channel)
+    # Across channels, in the order they were published.
+    out.sort(key=lambda entry: entry[0])
+    for _, message in out:
+        ws.send(message)
+    ws.send(_dumps({"grip": "tip", "ids": tip}))
+    for channel in reply.channels:
+        ws.subscribe(RELIABLE_PREFIX + channel)
+    ws.meta[CHANNELS_META] = ",".join(reply.channels)
+    ws.keep_alive_interval = options.keep_alive
+    if options.presence:
+        ws.meta[PRESENCE_META] = "1"
+        for channel in reply.channels:
+            yield from _join(reply, options, channel)
+            members: list[Member] = yield PresenceCall("members", channel)
+            reply.members[channel] = members
+            listed = [member.to_json() for member in members]
+            ws.send(_dumps({"grip": "members", "channel": channel, "members": listed}))
+
+
+def _replay(
+    out: list[tuple[float, str]], positions: Mapping[str, int], page_size: int
+) -> Generator[Operation, Any, None]:
+    """Queue the events after each channel's position (a page), or a reset past retention."""
+    replayed = resets = 0
+    for channel, after in positions.items():
+        try:
+            events: list[StoredEvent] = yield ReadEvents(channel, after, page_size)
+        except HistoryGapError as gap:
+            # Before anything replayed now: time 0 sorts it first.
+            reset = {"grip": "reset", "channel": channel, "id": gap.current_id}
+            out.append((0.0, _dumps(reset)))
+            resets += 1
+            continue
+        out.extend((event.time, _dumps(event_json(event))) for event in events)
+        replayed += len(events)
+    if _metrics._recorder is not None:
+        _metrics._recorder.recovery("websocket", replayed, resets, False)
+
+
+def _join(
+    reply: SocketReply, options: SocketOptions, channel: str
+) -> Generator[Operation, Any, None]:
+    client = reply.ws.connection_id
+    new: bool = yield PresenceCall(
+        "join", channel, (client,), {"ttl": options.ttl, "user": options.user, "info": options.info}
+    )
+    if new:
+        members: list[Member] = yield PresenceCall("members", channel)
+        for member in members:
+            if member.client == client:
+                reply.joined.append(member)
+                reply.notices.append((channel, presence_notice("join", member)))
+
+
+def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operation, Any, None]:
+    ws = reply.ws
+    presence = options.presence and (ws.is_opening() or PRESENCE_META in ws.orig_meta)
+    alive = any(event.type in _SIGNS_OF_LIFE for event in ws.in_events)
+    keep_alive_request = not ws.in_events
+    gone = False
+    while ws.can_recv():
+        message = ws.recv()
+        if message is None:  # CLOSE or DISCONNECT
+            gone = True
+            break
+        if isinstance(message, str) and message.startswith("{"):
+            command = _protocol_message(message)
+            if command is not None:
+                yield from _answer(reply, options, command)
+                continue
+        reply.messages.append(message)
+    gone = gone or _has_close(ws)
+    if keep_alive_request:
+        # Pushpin's call on an idle connection: ping the client (its PONG keeps its
+        # membership), tell it the tip, and sweep the channels' expired members.
+        ws.ping()
+        tip: dict[str, int] = {}
+        for channel in reply.channels:
+            tip[channel] = yield ReadLastId(channel)
+        ws.send(_dumps({"grip": "tip", "ids": tip}))
+    if not presence:
+        return
+    for channel in reply.channels:
+        if gone:
+            member: Member | None = yield PresenceCall("leave", channel, (ws.connection_id,))
+            if member is not None:
+                reply.left.append(member)
+                reply.notices.append((channel, presence_notice("leave", member)))
+            continue
+        if alive and not ws.is_opening():
+            present: bool = yield PresenceCall(
+                "touch", channel, (ws.connection_id,), {"ttl": options.ttl}
+            )
+            if not present:  # it was swept while silent, and is back
+                yield from _join(reply, options, channel)
+        if keep_alive_request:
+            expired: list[Member] = yield PresenceCall("expire", channel)
+            for member in expired:
+                reply.left.append(member)
+                reply.notices.append((channel, presence_notice("leave", member)))
+
+
+def _has_close(ws: WebSocketContext) -> bool:
+    return any(event.type in ("CLOSE", "DISCONNECT") for event in ws.in_events)
+
+
+def _protocol_message(text: str) -> dict[str, Any] | None:
+    """A client message for the protocol (a JSON object with ``grip``), else None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and "grip" in value:
+        return value
+    return None
+
+
+def _answer(
+    reply: SocketReply, options: SocketOptions, command: dict[str, Any]
+) -> Generator[Operation, Any, None]:
+    ws = reply.ws
+    if command["grip"] != "sync":
+        ws.send(
+            _error(f"unknown request {str(command['grip'])[:40]!r}: this endpoint knows 'sync'")
+        )
+        return
+    text = command.get("last_event_id")
+    try:
+        if not isinstance(text, str) or not text:
+            raise RecoveryRequestError('a sync needs last_event_id, e.g. "room:41"')
+        positions = parse_positions(text)
+        for channel in positions:
+            if channel not in reply.channels:
+                raise RecoveryRequestError(f"this connection is not subscribed to {channel!r}")
+    except RecoveryRequestError as exc:
+        ws.send(_error(str(exc)))
+        return
+    out: list[tuple[float, str]] = []
+    tip: dict[str, int] = {}
+    yield from _replay(out, positions, options.page_size)
+    for channel in reply.channels:
+        tip[channel] = yield ReadLastId(channel)
+    out.sort(key=lambda entry: entry[0])
+    for _, message in out:
+        ws.send(message)
+    ws.send(_dumps({"grip": "tip", "ids": tip}))
+
+
+def _error(message: str) -> str:
+    return _dumps({"grip": "error", "message": message})
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def channels_argument(channels: str | Sequence[str]) -> tuple[str, ...]:
+    """One channel name or several, as :class:`SocketOptions` takes them."""
+    return (channels,) if isinstance(channels, str) else tuple(channels)
+
+
+def notice_item(text: str) -> Item:
+    """A presence notice as a publish: to WebSocket members only, with no id (not stored)."""
+    return Item([WebSocketMessageFormat(text)])
+
+
+async def publish_notices(publisher: Publisher, notices: Sequence[tuple[str, str]]) -> None:
+    """Publish presence notices; a failure is logged, not raised: the store already holds
+    the change (``members()`` is right), and the client's request must not fail for it."""
+    for channel, text in notices:
+        try:
+            await publisher.publish(RELIABLE_PREFIX + channel, notice_item(text))
+        except PublishError as exc:
+            logger.warning("grip: presence notice on %r not published: %s", channel, exc)
+
+
+def publish_notices_sync(publisher: SyncPublisher, notices: Sequence[tuple[str, str]]) -> None:
+    """The blocking :func:`publish_notices`."""
+    for channel, text in notices:
+        try:
+            publisher.publish(RELIABLE_PREFIX + channel, notice_item(text))
+        except PublishError as exc:
+            logger.warning("grip: presence notice on %r not published: %s", channel, exc)

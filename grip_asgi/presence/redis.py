@@ -77,9 +77,11 @@ _JOIN = (
     _PRELUDE
     + """
 local client, body = ARGV[1], ARGV[3]
+-- Both keys are read before anything is written: a key of the wrong type fails the script
+-- before it changes anything.
+local expires, old = redis.call('ZSCORE', KEYS[1], client), redis.call('HGET', KEYS[2], client)
 local joined, new = stamp, 1
-if live(redis.call('ZSCORE', KEYS[1], client)) then
-  local old = redis.call('HGET', KEYS[2], client)
+if live(expires) then
   joined = old and string.match(old, '^{"joined":([^,]+),') or stamp
   new = 0
 end

@@ -277,8 +277,11 @@ class Backoff:
         self._attempt += 1
         return delay * (0.5 + self._rand() / 2)
 
-    def reset(self) -> None:
-        self._attempt = 0
+    def ended(self, open_for: float) -> None:
+        """A connection ended after ``open_for`` seconds: one that stayed up at least
+        ``maximum`` seconds makes the next drop a fresh one, retried after ``minimum``."""
+        if open_for >= self.maximum:
+            self._attempt = 0
 
 
 class ReliableClient:
@@ -396,15 +399,14 @@ class ReliableClient:
             while True:
                 opened = loop.time()
                 await self._read(ws)
-                if loop.time() - opened >= self._backoff.maximum:
-                    self._backoff.reset()  # it stayed up a while: this drop is a fresh one
+                self._backoff.ended(loop.time() - opened)
                 ws = await self._reconnect()
                 self.state.stats.reconnects += 1
                 self._opened(ws)
         except Exception as exc:  # a bug: end the iteration with it rather than hang
+            logger.exception("the connection loop of %s failed", self.url)
             self._failure = exc
             self._items.put_nowait(None)
-            raise
 
     def _opened(self, ws: ClientConnection) -> None:
         self._ws = ws

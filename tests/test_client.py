@@ -334,7 +334,9 @@ def test_the_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
     high, low = Backoff(0.5, 10, rand=lambda: 1.0), Backoff(0.5, 10, rand=lambda: 0.0)
     assert [high.next_delay() for _ in range(8)] == [0.5, 1, 2, 4, 8, 10, 10, 10]
     assert [low.next_delay() for _ in range(3)] == [0.25, 0.5, 1]
-    high.reset()
+    high.ended(open_for=9.9)  # a connection that dropped soon: still backing off
+    assert high.next_delay() == 10
+    high.ended(open_for=10)  # one that stayed up a while: the next drop starts again
     assert high.next_delay() == 0.5
     for _ in range(100):  # far past the largest exponent: still the maximum
         high.next_delay()
@@ -448,9 +450,16 @@ async def test_send_sync_and_the_applications_messages(server: ScriptedServer) -
             await client.send("hello")
             with anyio.fail_after(5):
                 assert await ws.recv() == "hello"
+            ann = {"client": "c1", "user": "ann", "info": None}
             await ws.send("welcome")
+            await ws.send(json.dumps({"grip": "join", "channel": "room", **ann}))
             await ws.send(event("room", 9))
-            assert await take(client, 2) == [Message("welcome"), Event("room", 9, "room-9")]
+            assert await take(client, 3) == [
+                Message("welcome"),
+                Presence("join", "room", (ann,)),
+                Event("room", 9, "room-9"),
+            ]
+            assert client.members == {"room": {"c1": ann}}
             await client.sync()
             assert await recv_json(ws) == sync("room:9")
 
@@ -482,3 +491,21 @@ async def test_send_without_a_connection_says_so(server: ScriptedServer) -> None
                 await asyncio.sleep(0.01)
             with pytest.raises(ConnectionError, match="not connected"):
                 await client.send("hello")
+
+
+@pytest.mark.anyio
+async def test_a_failure_of_the_client_itself_ends_the_iteration(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(message: str | bytes) -> list[Any]:
+        raise RuntimeError("a bug")
+
+    with anyio.fail_after(TIMEOUT):
+        async with fast_client(server.url("/chat/room")) as client:
+            monkeypatch.setattr(client.state, "receive", broken)
+            await (await server.accept()).send(event("room", 1))
+            with pytest.raises(RuntimeError, match="a bug"):
+                await take(client, 1)
+            with pytest.raises(RuntimeError, match="a bug"):  # and stays ended
+                await take(client, 1)
+    assert "the connection loop of" in caplog.text

@@ -5,7 +5,15 @@
  *   reconnects with backoff and resumes where it was, even after a page reload;
  * - ReliableEventSource: an EventSource that resumes after a reload and drops duplicates.
  *
- * The wire protocol is grip-asgi's "reliable WebSockets" contract. */
+ *   const socket = new GripClient.ReliableSocket("/chat/room", {
+ *     onevent: (e) => {},    // {channel, id, data, event}: once each, in id order per channel
+ *     onreset: (r) => {},    // {channel, id}: what was missed is no longer stored
+ *     onpresence: (p) => {}, // the members / join / leave message; socket.members keeps them
+ *     onmessage: (text) => {}, onstatus: (s) => {}, // connecting, open, reconnecting, closed
+ *   });                      // also: channels, storageKey, backoff: {min: 500, max: 10000} (ms)
+ *   new GripClient.ReliableEventSource("/events/news", {events: ["msg"], onevent, onreset});
+ *
+ * Positions persist in sessionStorage (key: the endpoint's URL), so a reload resumes. */
 (function (global) {
   "use strict";
 
@@ -239,6 +247,7 @@
       const source = (this.source = new EventSource(withPositions(this.url, this.positions)));
       source.onopen = () => { this._attempt = 0; };
       source.onmessage = (m) => this._receive(m);
+      // EventSource hands a named event only to listeners of that name: options.events.
       for (const name of this.options.events || []) source.addEventListener(name, (m) => this._receive(m));
       source.addEventListener("stream-reset", (m) => this._receive(m));
       source.onerror = () => {

@@ -60,10 +60,12 @@ import yaml
 
 import grip_asgi
 import grip_asgi._transport
+import grip_asgi.client
 import grip_asgi.events
 import grip_asgi.fastapi
 import grip_asgi.history
 import grip_asgi.metrics
+import grip_asgi.presence
 import grip_asgi.pushpin
 import grip_asgi.testing
 import grip_asgi.zmq
@@ -943,6 +945,8 @@ PUBLIC_MODULES = (
     "grip_asgi.fastapi",
     "grip_asgi.events",
     "grip_asgi.history",
+    "grip_asgi.presence",
+    "grip_asgi.client",
     "grip_asgi.zmq",
     "grip_asgi.testing",
     "grip_asgi.pushpin",

@@ -1143,6 +1143,23 @@ _STOPPED = {
 }
 
 
+_REFRESH_NOTE = (
+    "a WebSocket refresh needs Pushpin 1.38 or later (or Fastly Fanout) over HTTP; Pushpin "
+    "1.36 takes it on its command socket: zmq+tcp://127.0.0.1:5563?mode=command"
+)
+
+
+def _refresh(channel: str) -> tuple[str, Item]:
+    # _recovery builds on this module's formats: imported here, not at the top.
+    from ._recovery import RecoveryRequestError, reliable_channel
+
+    try:
+        name = reliable_channel(channel)
+    except RecoveryRequestError as exc:  # the caller's argument, not a client's request
+        raise ValueError(str(exc)) from None
+    return name, Item([WebSocketMessageFormat(action="refresh")])
+
+
 def _loop_ends_with_the_call(loop: asyncio.AbstractEventLoop) -> bool:
     """``loop`` is one that asgiref's async_to_sync made for a single call.
 
@@ -1440,7 +1457,7 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
             await backlog.queue.join()
 
     async def publish_reliable(
-        self, channel: str, data: str, *, event: str | None = None
+        self, channel: str, data: str, *, event: str | None = None, refresh: bool = False
     ) -> StoredEvent:
         """Publish ``data`` to the subscribers of reliable channel ``channel``, who get it
         exactly once and in order, whatever they miss on the way.
@@ -1450,14 +1467,39 @@ class Publisher(_BasePublisher[httpx.AsyncClient, Coroutine[Any, Any, None]]):
         stored id), but the message is not lost: subscribers recover it from the history.
         Several processes may publish to one channel at once: every subscriber gets the
         messages in the order the history numbered them. Returns the stored event.
+
+        ``refresh=True`` also :meth:`refresh` es the channel's WebSockets, so one whose copy
+        the proxy dropped repairs it at once rather than at its next idle call: for rare
+        messages that must not wait, at one request to the app per connection.
         """
         stored = await self.history.append(channel, data, event=event)
         try:
             await self.publish(*self._reliable(stored))
+            if refresh:
+                await self.refresh(channel)
         except PublishError as exc:
             exc.add_note(f"stored in {channel!r} as id {stored.id}: subscribers recover it")
             raise
         return stored
+
+    async def refresh(self, channel: str) -> None:
+        """Have the proxy call the app now for every WebSocket of reliable ``channel``.
+
+        Each call is answered with the history's latest ids, so a client that lost a
+        message catches up at once (otherwise: at its next idle call, ``keep_alive``
+        seconds). Use it after publishes that failed on a proxy, or after filling the
+        history by other means. Needs Pushpin 1.38 or later, or Fastly Fanout; with
+        Pushpin 1.36 and 1.37, publish through its command socket
+        (``zmq+tcp://127.0.0.1:5563?mode=command``), which takes refreshes.
+
+        Raises:
+            PublishError: a proxy refused it (a note says which versions take it).
+        """
+        try:
+            await self.publish(*_refresh(channel))
+        except PublishError as exc:
+            exc.add_note(_REFRESH_NOTE)
+            raise
 
     async def aclose(self) -> None:
         """Publish what is queued, then close the connection pool (unless it was given) and
@@ -1552,16 +1594,28 @@ class SyncPublisher(_BasePublisher[httpx.Client, None]):
         except httpx.RequestError as exc:
             return exc
 
-    def publish_reliable(self, channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+    def publish_reliable(
+        self, channel: str, data: str, *, event: str | None = None, refresh: bool = False
+    ) -> StoredEvent:
         """The blocking :meth:`Publisher.publish_reliable`: append to the history, then
         publish; a failed publish raises, but subscribers recover the stored message."""
         stored = self.history.sync.append(channel, data, event=event)
         try:
             self.publish(*self._reliable(stored))
+            if refresh:
+                self.refresh(channel)
         except PublishError as exc:
             exc.add_note(f"stored in {channel!r} as id {stored.id}: subscribers recover it")
             raise
         return stored
+
+    def refresh(self, channel: str) -> None:
+        """The blocking :meth:`Publisher.refresh`."""
+        try:
+            self.publish(*_refresh(channel))
+        except PublishError as exc:
+            exc.add_note(_REFRESH_NOTE)
+            raise
 
     def close(self) -> None:
         """Close the connection pool (unless it was given) and the history it opened.

@@ -150,18 +150,25 @@ async def apublish(
     )
 
 
-def publish_reliable(channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+def publish_reliable(
+    channel: str, data: str, *, event: str | None = None, refresh: bool = False
+) -> StoredEvent:
     """Publish ``data`` to reliable channel ``channel``: appended to ``GRIP_HISTORY_URL``'s
-    history, then published, so the subscribers of :func:`~grip_django.sse_response` and
-    :func:`~grip_django.longpoll_response` get it exactly once and in order, whatever they
-    miss. Raises :class:`~grip_asgi.PublishError` if a proxy did not take it (it stays
-    stored: subscribers recover it). Returns the stored event."""
-    return get_publisher().publish_reliable(channel, data, event=event)
+    history, then published, so the subscribers of :func:`~grip_django.sse_response`,
+    :func:`~grip_django.longpoll_response` and :func:`~grip_django.websocket_events` get it
+    exactly once and in order, whatever they miss (``refresh``: see
+    :meth:`grip_asgi.Publisher.publish_reliable`). Raises :class:`~grip_asgi.PublishError`
+    if a proxy did not take it (it stays stored: subscribers recover it). Returns the
+    stored event."""
+    return get_publisher().publish_reliable(channel, data, event=event, refresh=refresh)
 
 
-async def apublish_reliable(channel: str, data: str, *, event: str | None = None) -> StoredEvent:
+async def apublish_reliable(
+    channel: str, data: str, *, event: str | None = None, refresh: bool = False
+) -> StoredEvent:
     """The async twin of :func:`publish_reliable`, for async views."""
-    return await get_async_publisher().publish_reliable(channel, data, event=event)
+    publisher = get_async_publisher()
+    return await publisher.publish_reliable(channel, data, event=event, refresh=refresh)
 
 
 def reset_publishers() -> None:

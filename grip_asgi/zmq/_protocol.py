@@ -47,6 +47,7 @@ __all__ = (
     "pub_message",
     "push_message",
     "tnetstring_item",
+    "zrpc_batch",
     "zrpc_publish",
     "zrpc_request",
 )
@@ -140,13 +141,27 @@ def push_message(item_json: bytes) -> bytes:
 COMMAND_BATCH_BYTES = 1_000_000
 
 
+# Marks a batch that is a ZRPC ``refresh`` of one channel: item tnetstrings start with a digit.
+_REFRESH_MARK = b"R"
+_REFRESH_FORMATS = {"ws-message": {"action": "refresh"}}
+
+
 def command_messages(items: Sequence[Mapping[str, Any]]) -> tuple[tuple[bytes, ...], ...]:
-    """Items (their JSON form) as batches for ZRPC ``publish`` requests: each batch the
-    tnetstrings of as many items as fit in :data:`COMMAND_BATCH_BYTES` (one at least)."""
+    """Items (their JSON form) as batches for ZRPC requests (:func:`zrpc_batch`): each
+    batch the tnetstrings of as many items as fit in :data:`COMMAND_BATCH_BYTES` (one at
+    least). An item that only refreshes WebSockets becomes a ZRPC ``refresh`` of its
+    channel, which Pushpin's command socket takes from 1.36 on (its HTTP and PUSH inputs
+    take the ``refresh`` action only from 1.38)."""
     batches: list[tuple[bytes, ...]] = []
     batch: list[bytes] = []
     size = 0
     for item in items:
+        if item.get("formats") == _REFRESH_FORMATS and set(item) == {"channel", "formats"}:
+            if batch:
+                batches.append(tuple(batch))
+                batch, size = [], 0
+            batches.append((_REFRESH_MARK + str(item["channel"]).encode("utf-8"),))
+            continue
         data = _tnetstring.dumps(tnetstring_item(item))
         if batch and size + len(data) > COMMAND_BATCH_BYTES:
             batches.append(tuple(batch))
@@ -156,6 +171,17 @@ def command_messages(items: Sequence[Mapping[str, Any]]) -> tuple[tuple[bytes, .
     if batch:
         batches.append(tuple(batch))
     return tuple(batches)
+
+
+def zrpc_batch(request_id: bytes, batch: Sequence[bytes]) -> bytes:
+    """The ZRPC request of a batch of :func:`command_messages`: ``refresh`` or ``publish``."""
+    if len(batch) == 1 and batch[0][:1] == _REFRESH_MARK:
+        args = _frame(b"7:channel," + _frame(batch[0][1:], b","), b"}")
+        return _frame(
+            _frame(b"id", b",") + _frame(request_id, b",") + b"6:method,7:refresh,4:args," + args,
+            b"}",
+        )
+    return zrpc_publish(request_id, batch)
 
 
 def zrpc_publish(request_id: bytes, items: Sequence[bytes]) -> bytes:

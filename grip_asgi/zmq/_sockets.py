@@ -31,7 +31,7 @@ from ._protocol import (
     ZrpcResponse,
     parse_subscription,
     parse_zrpc_response,
-    zrpc_publish,
+    zrpc_batch,
 )
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ class ZmqCommandSender:
             sock = self._socket
             request_id = self._request_id()
             try:
-                sock.send_multipart([b"", zrpc_publish(request_id, items)])
+                sock.send_multipart([b"", zrpc_batch(request_id, items)])
             except lib.Again:
                 raise _NotSent from None
             deadline = time.monotonic() + self.timeout
@@ -297,7 +297,7 @@ class ZmqCommandSender:
             sock = self._async_socket
             request_id = self._request_id()
             try:
-                await sock.send_multipart([b"", zrpc_publish(request_id, items)])
+                await sock.send_multipart([b"", zrpc_batch(request_id, items)])
             except lib.Again:
                 raise _NotSent from None
             try:

@@ -108,6 +108,11 @@ class SocketOptions:
             raise ValueError(f"presence_margin must be above 0, got {self.presence_margin}")
         json.dumps(self.info)  # the notices carry it: a TypeError here names the problem
 
+    @classmethod
+    def of(cls, channels: str | Sequence[str], **options: Any) -> SocketOptions:
+        """The options of ``websocket(channels, **options)``: one channel name or several."""
+        return cls((channels,) if isinstance(channels, str) else tuple(channels), **options)
+
     @property
     def ttl(self) -> float:
         return self.keep_alive + self.presence_margin
@@ -365,11 +370,6 @@ def _error(message: str) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def channels_argument(channels: str | Sequence[str]) -> tuple[str, ...]:
-    """One channel name or several, as :class:`SocketOptions` takes them."""
-    return (channels,) if isinstance(channels, str) else tuple(channels)
 
 
 def notice_item(text: str) -> Item:

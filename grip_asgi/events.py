@@ -51,7 +51,6 @@ from ._reliable_ws import (
     SocketOptions,
     SocketReply,
     SocketRequest,
-    channels_argument,
     publish_notices,
     websocket_steps,
 )
@@ -157,8 +156,8 @@ class GripEvents:
         ws = self._grip.ws
         if ws is None:
             raise GripProtocolError("websocket() needs a WebSocket-over-HTTP request")
-        options = SocketOptions(
-            channels_argument(channels),
+        options = SocketOptions.of(
+            channels,
             history=history,
             page_size=page_size,
             presence=presence,

@@ -205,7 +205,15 @@ def websocket_events(
     sync view: resume, gap repair and presence (``grip_asgi.events.GripEvents.websocket``
     says what each argument does). Handle the returned ``.messages``; the view's return
     value is ignored (the middleware answers from ``request.grip.ws``)."""
-    options = _socket_options(channels, history, presence, user, info, page_size, keep_alive)
+    options = SocketOptions.of(
+        channels,
+        history=history,
+        presence=presence,
+        user=user,
+        info=info,
+        page_size=page_size,
+        keep_alive=keep_alive,
+    )
     steps = websocket_steps(_socket_request(request), options)
     presence_store = grip_conf.presence.sync if presence else None
     reply = run_sync(steps, grip_conf.history.sync, presence=presence_store)
@@ -225,7 +233,15 @@ async def awebsocket_events(
     keep_alive: int = 20,
 ) -> SocketReply:
     """:func:`websocket_events` for an async view."""
-    options = _socket_options(channels, history, presence, user, info, page_size, keep_alive)
+    options = SocketOptions.of(
+        channels,
+        history=history,
+        presence=presence,
+        user=user,
+        info=info,
+        page_size=page_size,
+        keep_alive=keep_alive,
+    )
     steps = websocket_steps(_socket_request(request), options)
     presence_store = grip_conf.presence if presence else None
     reply = await run(steps, grip_conf.history, presence=presence_store)
@@ -241,26 +257,6 @@ def members(channel: str) -> list[Member]:
 async def amembers(channel: str) -> list[Member]:
     """:func:`members` for an async view."""
     return await grip_conf.presence.members(channel)
-
-
-def _socket_options(
-    channels: Channels,
-    history: int,
-    presence: bool,
-    user: str | None,
-    info: Any,
-    page_size: int,
-    keep_alive: int,
-) -> SocketOptions:
-    return SocketOptions(
-        channel_names(channels),
-        history=history,
-        page_size=page_size,
-        presence=presence,
-        user=user,
-        info=info,
-        keep_alive=keep_alive,
-    )
 
 
 def _socket_request(request: HttpRequest) -> SocketRequest:

@@ -18,13 +18,23 @@ from django.urls import path
 
 from grip_asgi._recovery import LINK_PARAM, link_signer_for
 from grip_asgi.history import HistoryStore
-from grip_asgi.testing import GripTestProxy, read_instruct
+from grip_asgi.testing import (
+    GripTestProxy,
+    open_event,
+    read_instruct,
+    read_websocket_reply,
+    text_event,
+)
 from grip_django import (
     alongpoll_response,
+    amembers,
     asse_response,
+    awebsocket_events,
     is_next_link,
     longpoll_response,
+    members,
     sse_response,
+    websocket_events,
 )
 from grip_django.conf import grip_conf
 
@@ -49,6 +59,30 @@ async def async_poll(request: HttpRequest, channel: str) -> HttpResponse:
     return await alongpoll_response(request, channel, timeout=30)
 
 
+def sync_chat(request: HttpRequest, room: str) -> HttpResponse:
+    socket = websocket_events(request, room, presence=True, user=request.GET.get("user"))
+    for message in socket.messages:
+        assert isinstance(message, str)
+        publish_reliable(room, message)
+    return HttpResponse()
+
+
+async def async_chat(request: HttpRequest, room: str) -> HttpResponse:
+    socket = await awebsocket_events(request, room, presence=True, user=request.GET.get("user"))
+    for message in socket.messages:
+        assert isinstance(message, str)
+        await apublish_reliable(room, message)
+    return HttpResponse()
+
+
+def sync_who(request: HttpRequest, room: str) -> HttpResponse:
+    return HttpResponse(json.dumps([m.user for m in members(room)]))
+
+
+async def async_who(request: HttpRequest, room: str) -> HttpResponse:
+    return HttpResponse(json.dumps([m.user for m in await amembers(room)]))
+
+
 def link_check(request: HttpRequest) -> HttpResponse:
     return HttpResponse(json.dumps(is_next_link(request)), content_type="application/json")
 
@@ -58,8 +92,15 @@ urlpatterns = [
     path("async/events/<str:channel>", async_sse),
     path("sync/poll/<str:channel>", sync_poll),
     path("async/poll/<str:channel>", async_poll),
+    path("sync/chat/<str:room>", sync_chat),
+    path("async/chat/<str:room>", async_chat),
+    path("sync/who/<str:room>", sync_who),
+    path("async/who/<str:room>", async_who),
     path("link", link_check),
 ]
+
+
+from grip_django import apublish_reliable, publish_reliable  # noqa: E402 (the views above)
 
 
 @pytest.fixture(autouse=True)
@@ -195,3 +236,54 @@ async def test_publish_reliable_feeds_the_recoverable_views(
     assert (stored.id, sent[0][0]) == (1, "reliable:feed")
     response = await get(mode, "/events/feed", **proxy.headers(), **{"Last-Event-ID": "feed:0"})
     assert b"event: note\nid: feed:1\ndata: from a view\n\n" in response.content
+
+
+async def post(mode: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    kind = headers.pop("Content-Type", "")
+    if mode == "async":
+        return await AsyncClient().post(f"/async{url}", body, kind, headers=headers)
+    return await sync_to_async(Client().post)(f"/sync{url}", body, kind, headers=headers)
+
+
+@MODES
+@pytest.mark.anyio
+async def test_a_reliable_websocket_resumes_joins_and_publishes_what_members_say(
+    mode: str, history: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grip_django.publish import get_async_publisher, get_publisher
+
+    sent: list[Any] = []
+
+    def no_proxy(self: Any, channel: str, item: Any) -> None:
+        sent.append((channel, item.to_dict(channel)))
+
+    async def no_proxy_async(self: Any, channel: str, item: Any) -> None:
+        sent.append((channel, item.to_dict(channel)))
+
+    monkeypatch.setattr(type(get_publisher()), "publish", no_proxy)
+    monkeypatch.setattr(type(get_async_publisher()), "publish", no_proxy_async)
+    for text in ("one", "two"):
+        await history.append("room", text)
+    opened = proxy.websocket(open_event(), connection_id="c1")
+    answer = await post(
+        mode, "/chat/room?user=ann&last_event_id=room:1", opened.content, opened.headers
+    )
+    reply = read_websocket_reply(answer)
+    assert json.loads(reply.messages[0]) == {"channel": "room", "id": 2, "data": "two"}
+    assert reply.subscriptions == ["reliable:room"]
+    assert reply.set_meta["grip-channels"] == "room"
+    notice = json.loads(sent[0][1]["formats"]["ws-message"]["content"])
+    assert (sent[0][0], notice["grip"], notice["user"]) == ("reliable:room", "join", "ann")
+    who = await get(mode, "/who/room")
+    assert json.loads(who.content) == ["ann"]
+
+    said = proxy.websocket(text_event("three"), connection_id="c1", meta=reply.set_meta)
+    assert (await post(mode, "/chat/room", said.content, said.headers)).status_code == 200
+    assert [e.data for e in await history.read("room")] == ["one", "two", "three"]
+
+
+def test_a_reliable_websocket_view_needs_a_websocket_request() -> None:
+    from grip_asgi import GripProtocolError
+
+    with pytest.raises(GripProtocolError, match="WebSocket-over-HTTP"):
+        Client().post("/sync/chat/room", b"", "", headers=proxy.headers())

@@ -65,7 +65,7 @@ __all__ = (
     "websocket_steps",
 )
 
-logger = logging.getLogger("grip_asgi.recovery")
+logger = logging.getLogger("grip_asgi.reliable_ws")
 
 #: The connection meta that holds the channels granted at open.
 CHANNELS_META = "grip-channels"

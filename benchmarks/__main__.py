@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ._harness import CLOCKS, Result, Settings, machine_summary, render_table
 
-BENCHMARKS = ("codec", "asgi", "django", "publish", "zmq", "e2e", "history")
+BENCHMARKS = ("codec", "asgi", "django", "publish", "zmq", "e2e", "history", "reliable_ws")
 
 
 def _runners(
@@ -60,6 +60,12 @@ def _runners(
 
         return history.run(settings)
 
+    def reliable_ws() -> list[Result]:
+        from . import reliable_ws
+
+        workload = reliable_ws.Workload.quick() if quick else reliable_ws.Workload()
+        return reliable_ws.run(settings, workload)
+
     return {
         "codec": codec,
         "asgi": asgi,
@@ -68,6 +74,7 @@ def _runners(
         "zmq": zmq,
         "e2e": e2e,
         "history": history,
+        "reliable_ws": reliable_ws,
     }
 
 
@@ -79,6 +86,30 @@ def _names(value: str) -> list[str]:
             f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
         )
     return names
+
+
+def print_report(
+    results: Sequence[Result],
+    failures: Sequence[str],
+    command: Sequence[str],
+    elapsed: float,
+    *,
+    markdown: bool = False,
+) -> None:
+    """The command, the machine, the table, its notes and the targets missed."""
+    print(f"$ {shlex.join(command)}   ({elapsed:.0f} s)")
+    print(machine_summary())
+    print()
+    print(render_table(results, markdown=markdown))
+    notes = [f"{r.benchmark} / {r.workload}: {r.note}" for r in results if r.note]
+    if notes:
+        print()
+        print("\n".join(notes))
+    missed = [r for r in results if r.met is False]
+    print()
+    print(f"{len(missed)} of {sum(r.target is not None for r in results)} targets missed")
+    for failure in failures:
+        print(failure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,8 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(CLOCKS),
         default="cpu",
         help="what the in-process benchmarks time: the process's CPU time (default: steady when "
-        "other work shares the machine), or wall time (publish, zmq, e2e and history always "
-        "use wall time)",
+        "other work shares the machine), or wall time (publish, zmq, e2e, history and "
+        "reliable_ws always use wall time)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)
@@ -132,21 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             failures.append(f"{name}: FAILED, {traceback.format_exc().splitlines()[-1]}")
     elapsed = time.monotonic() - started
-
-    command = shlex.join(["python", "-m", "benchmarks", *(argv or sys.argv[1:])])
-    print(f"$ {command}   ({elapsed:.0f} s)")
-    print(machine_summary())
-    print()
-    print(render_table(results, markdown=args.markdown))
-    notes = [f"{r.benchmark} / {r.workload}: {r.note}" for r in results if r.note]
-    if notes:
-        print()
-        print("\n".join(notes))
-    missed = [r for r in results if r.met is False]
-    print()
-    print(f"{len(missed)} of {sum(r.target is not None for r in results)} targets missed")
-    for failure in failures:
-        print(failure)
+    command = ["python", "-m", "benchmarks", *(argv or sys.argv[1:])]
+    print_report(results, failures, command, elapsed, markdown=args.markdown)
     return 1 if failures else 0
 
 

@@ -11,6 +11,9 @@ import asyncio
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +22,16 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks import asgi, codec, django_stacks, e2e, history, publish, zmq_publish
+from benchmarks import (
+    asgi,
+    codec,
+    django_stacks,
+    e2e,
+    history,
+    publish,
+    reliable_ws,
+    zmq_publish,
+)
 from benchmarks._harness import Result, Settings, interleave, median_difference, render_table
 from grip_asgi import Publisher, SyncPublisher
 from grip_asgi.history import open_history
@@ -259,6 +271,70 @@ def test_history_recovery_requests_replay_what_was_missed(
     finally:
         loop.run_until_complete(publisher.aclose())
         loop.run_until_complete(store.aclose())
+
+
+def test_reliable_ws_in_process_requests_get_their_answers(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    last_id = reliable_ws.MISSED + 5
+    store = open_history(f"sqlite:///{tmp_path}/reliable-ws.db")
+    publisher = Publisher(asgi.GRIP_URL, history=store)
+    try:
+        for i in range(1, last_id + 1):
+            store.sync.append(reliable_ws.RESUME_CHANNEL, f"event {i}")
+        app = reliable_ws.make_app(asgi.GRIP_URL, publisher)
+        requests = reliable_ws.inprocess_requests(asgi.grip_token(), last_id)
+        reliable_ws.check_replies(loop, app, requests, last_id)
+        with pytest.raises(AssertionError, match="sync: unexpected reply"):
+            # Requests for a channel one event longer: the sync and resume replies differ.
+            stale = reliable_ws.inprocess_requests(asgi.grip_token(), last_id + 1)
+            reliable_ws.check_replies(loop, app, stale, last_id + 1)
+        for request in requests.values():
+            asgi.asgi_batch(loop, app, [request])(2)
+    finally:
+        loop.run_until_complete(publisher.aclose())
+        loop.run_until_complete(store.aclose())
+
+
+@pytest.mark.e2e
+def test_reliable_ws_benchmark_prints_its_table() -> None:
+    """The whole benchmark, tiny, through a real Pushpin and uvicorn: it runs and reports."""
+    if os.environ.get("GRIP_SKIP_E2E") == "1":
+        pytest.skip("GRIP_SKIP_E2E=1: end-to-end tests skipped")
+    if shutil.which("pushpin") is None:
+        pytest.fail("pushpin is not installed: run scripts/install-pushpin", pytrace=False)
+    tiny = ["--quick", "--rounds=2", "--members=2", "--messages=4", "--connects=1"]
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.reliable_ws", *tiny],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    lines = finished.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("benchmark "))
+    assert lines[header].split() == ["benchmark", "workload", "ours", "anchor", "ratio"] + [
+        "target",
+        "met?",
+    ]
+    end = lines.index("", header)  # the notes follow the table after a blank line
+    workloads = [line.split("  ")[1].strip() for line in lines[header + 2 : end]]
+    for expected in (
+        "chat message to 2 members through Pushpin, p50",
+        "chat message to 2 members through Pushpin, p99",
+        "reliable chat message to 2 members through Pushpin, p50",
+        f"resume replaying {reliable_ws.MISSED} events: time added, through Pushpin",
+        f"resume replaying {reliable_ws.MISSED} events: time added, in-process",
+        "in-process, TEXT message: the rules + the echo",
+        f"in-process, sync of {reliable_ws.MISSED}: reply with {reliable_ws.MISSED} events + tip",
+        "in-process, keep-alive call: ping + tip",
+    ):
+        assert expected in workloads
+    assert "history store: SQLite" in finished.stdout
+    assert any(line.endswith("targets missed") for line in lines)
 
 
 def test_e2e_helpers() -> None:

@@ -18,6 +18,8 @@ Every exception derives from :class:`GripError`::
     ├── HistoryError                          a channel history store failed (grip_asgi.history)
     │   ├── HistoryGapError                   reading after an id would skip trimmed events
     │   └── HistoryUnavailableError           the store's backend cannot be used now
+    ├── PresenceError                         a presence store failed (grip_asgi.presence)
+    │   └── PresenceUnavailableError          the store's backend cannot be used now
     └── PublishError                          a publish failed; says what was delivered and what not
         ├── PublishConnectionError            the proxy could not be reached
         ├── PublishTimeoutError               the proxy did not answer in time

@@ -1,5 +1,6 @@
-"""The grip-asgi example app: WebSocket echo and chat, HTTP stream, SSE and long-poll, and
-a recoverable SSE stream (``/events/{channel}``) that loses nothing across reconnects.
+"""The grip-asgi example app: a chat with history and presence that loses nothing across
+reloads and reconnects (a reliable WebSocket, ``/chat/{room}``), WebSocket echo, HTTP stream,
+SSE and long-poll, and a recoverable SSE stream (``/events/{channel}``).
 
 Run it behind Pushpin (route ``* 127.0.0.1:8000,over_http``)::
 
@@ -8,31 +9,45 @@ Run it behind Pushpin (route ``* 127.0.0.1:8000,over_http``)::
 
 Every connection is held by the proxy; this app only answers short requests, so any number
 of workers (or containers) serve it, and a publish from any process reaches every client.
-Reliable channels keep their history in ``GRIP_HISTORY_URL`` (default: a SQLite file here).
+Reliable channels keep their history, and the chat its member lists, in ``GRIP_HISTORY_URL``
+(default: a SQLite file in the working directory, which every worker of the host shares).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from grip_asgi import GripMiddleware, PublishError, encode_sse_event, parse_last_event_id
+from grip_asgi import GripMiddleware, encode_sse_event, parse_last_event_id
 from grip_asgi.fastapi import Grip, GripEvents, GripPublisher, GripWebSocket
 
-from .shared import BAD_ROOM, CHAT_HISTORY, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
+from .shared import (
+    CHAT_HISTORY,
+    CHAT_PAGE,
+    CLIENT_SCRIPT,
+    CLIENT_SCRIPT_PATH,
+    JAVASCRIPT,
+    NOT_PROXIED,
+    chat_refusal,
+    relay_chat,
+)
 
-logger = logging.getLogger(__name__)
 app = FastAPI(title="grip-asgi example")
 app.add_middleware(GripMiddleware)  # GRIP_URL, GRIP_PREFIX, ... from the environment
 
 
 @app.get("/", response_class=HTMLResponse)
 async def chat_page() -> str:
-    """A tiny chat client: a browser WebSocket to /chat/{room}, through the proxy."""
+    """The chat page: a reliable browser WebSocket to /chat/{room}, through the proxy."""
     return CHAT_PAGE.read_text(encoding="utf-8")
+
+
+@app.get(CLIENT_SCRIPT_PATH)
+async def client_script() -> Response:
+    """grip-asgi's browser client (``GripClient.ReliableSocket``), which the chat page uses."""
+    return Response(CLIENT_SCRIPT.read_text(encoding="utf-8"), media_type=JAVASCRIPT)
 
 
 @app.post("/echo")
@@ -49,33 +64,26 @@ async def echo(ws: GripWebSocket) -> None:
 
 
 @app.post("/chat/{room}")
-async def chat(room: str, ws: GripWebSocket, publisher: GripPublisher) -> None:
-    """Every member of the room gets every text message, published through the proxy.
+async def chat(
+    room: str,
+    ws: GripWebSocket,
+    events: GripEvents,
+    publisher: GripPublisher,
+    name: Annotated[str | None, Query()] = None,
+) -> None:
+    """The chat: a reliable WebSocket of the room, with history and presence.
 
-    A new member first gets the room's recent history, so the page survives a reload; the
-    room is also a reliable channel, readable at ``/events/{room}``. ``/leave`` closes the
-    connection with code 4000; a bad room name is refused on open.
+    Connect as ``/chat/{room}?name=ann`` (``grip-client.js``'s ``ReliableSocket``, or
+    ``grip_asgi.client.ReliableClient``): a new member first gets the room's latest messages,
+    a client that reconnects gets exactly what it missed, and every member sees who is here
+    and who joins or leaves. Every text message is published to the whole room; ``/leave``
+    closes the connection with code 4000. A bad room or name is refused on open (400).
     """
-    if ws.is_opening():
-        if not ROOM_NAME.fullmatch(room):
-            ws.reject(400, BAD_ROOM)
-            return
-        ws.accept()
-        ws.subscribe(room)
-        for said in await publisher.history.latest(room, CHAT_HISTORY):
-            ws.send(said.data)
-    async for message in ws:
-        if message == LEAVE:
-            ws.close(4000, "left the room")
-            break
-        if isinstance(message, str):
-            try:
-                await publisher.publish_reliable(room, message)  # history and /events
-                await publisher.publish_websocket(room, message)  # the room's members
-            except PublishError as exc:
-                # A proxy that is down must not cost this client its connection (the 500
-                # would): the members on the other proxies got it, and the log says who didn't.
-                logger.warning("chat: publishing to %s failed: %s", room, exc)
+    if ws.is_opening() and (refusal := chat_refusal(room, name)) is not None:
+        ws.reject(400, refusal)
+        return
+    socket = await events.websocket(room, history=CHAT_HISTORY, presence=True, user=name)
+    await relay_chat(socket, room, publisher.publish_reliable)
 
 
 @app.get("/stream/{channel}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.urls import path
 
+from ..shared import CLIENT_SCRIPT_PATH
 from . import views
 
 urlpatterns = [
     path("", views.chat_page),
+    path(CLIENT_SCRIPT_PATH.removeprefix("/"), views.client_script),
     path("echo", views.echo),
     path("chat/<str:room>", views.chat),
     path("stream/<str:channel>", views.stream),

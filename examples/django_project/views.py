@@ -1,5 +1,6 @@
-"""The grip-asgi example on Django: WebSocket echo and chat, HTTP stream, SSE, long-poll, and
-a recoverable SSE stream (``/events/<channel>``) that loses nothing across reconnects.
+"""The grip-asgi example on Django: a chat with history and presence that loses nothing
+across reloads and reconnects (a reliable WebSocket, ``/chat/<room>``), WebSocket echo, HTTP
+stream, SSE and long-poll, and a recoverable SSE stream (``/events/<channel>``).
 
 The same routes, with the same behaviour, as ``examples/fastapi_app.py``. Run it behind
 Pushpin (route ``* 127.0.0.1:8000,over_http``), under ASGI or WSGI::
@@ -13,34 +14,32 @@ Echo, chat and SSE are async views, the others sync: GripMiddleware runs nativel
 
 from __future__ import annotations
 
-import logging
-
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from grip_asgi import (
-    PublishError,
-    WebSocketMessageFormat,
-    encode_sse_event,
-    parse_last_event_id,
-)
+from grip_asgi import encode_sse_event, parse_last_event_id
 from grip_django import (
     GripHttpRequest,
-    apublish,
     apublish_reliable,
     asse_response,
+    awebsocket_events,
     get_publisher,
     publish_reliable,
     set_hold_longpoll,
     set_hold_stream,
     websocket_only,
 )
-from grip_django.conf import grip_conf
 
-from ..shared import BAD_ROOM, CHAT_HISTORY, CHAT_PAGE, LEAVE, NOT_PROXIED, ROOM_NAME
-
-logger = logging.getLogger(__name__)
+from ..shared import (
+    CHAT_HISTORY,
+    CHAT_PAGE,
+    CLIENT_SCRIPT,
+    JAVASCRIPT,
+    NOT_PROXIED,
+    chat_refusal,
+    relay_chat,
+)
 
 
 def _text(body: str, status: int = 200) -> HttpResponse:
@@ -49,8 +48,14 @@ def _text(body: str, status: int = 200) -> HttpResponse:
 
 @require_GET
 def chat_page(request: HttpRequest) -> HttpResponse:
-    """A tiny chat client: a browser WebSocket to /chat/<room>, through the proxy."""
+    """The chat page: a reliable browser WebSocket to /chat/<room>, through the proxy."""
     return HttpResponse(CHAT_PAGE.read_text(encoding="utf-8"))
+
+
+@require_GET
+def client_script(request: HttpRequest) -> HttpResponse:
+    """grip-asgi's browser client (``GripClient.ReliableSocket``), which the chat page uses."""
+    return HttpResponse(CLIENT_SCRIPT.read_text(encoding="utf-8"), content_type=JAVASCRIPT)
 
 
 @websocket_only
@@ -70,34 +75,22 @@ async def echo(request: GripHttpRequest) -> None:
 
 @websocket_only
 async def chat(request: GripHttpRequest, room: str) -> None:
-    """Every member of the room gets every text message, published through the proxy.
+    """The chat: a reliable WebSocket of the room, with history and presence.
 
-    A new member first gets the room's recent history, so the page survives a reload; the
-    room is also a reliable channel, readable at ``/events/<room>``. ``/leave`` closes the
-    connection with code 4000; a bad room name is refused on open.
+    Connect as ``/chat/<room>?name=ann`` (``grip-client.js``'s ``ReliableSocket``, or
+    ``grip_asgi.client.ReliableClient``): a new member first gets the room's latest messages,
+    a client that reconnects gets exactly what it missed, and every member sees who is here
+    and who joins or leaves. Every text message is published to the whole room; ``/leave``
+    closes the connection with code 4000. A bad room or name is refused on open (400).
     """
     ws = request.grip.ws
-    assert ws is not None
-    if ws.is_opening():
-        if not ROOM_NAME.fullmatch(room):
-            ws.reject(400, BAD_ROOM)
-            return
-        ws.accept()
-        ws.subscribe(room)
-        for said in await grip_conf.history.latest(room, CHAT_HISTORY):
-            ws.send(said.data)
-    async for message in ws:
-        if message == LEAVE:
-            ws.close(4000, "left the room")
-            break
-        if isinstance(message, str):
-            try:
-                await apublish_reliable(room, message)  # the history, and /events
-                await apublish(room, WebSocketMessageFormat(message))  # the room's members
-            except PublishError as exc:
-                # A proxy that is down must not cost this client its connection (the 500
-                # would): the members on the other proxies got it, and the log says who didn't.
-                logger.warning("chat: publishing to %s failed: %s", room, exc)
+    assert ws is not None  # websocket_only lets only WebSocket-over-HTTP requests in
+    name = request.GET.get("name")
+    if ws.is_opening() and (refusal := chat_refusal(room, name)) is not None:
+        ws.reject(400, refusal)
+        return
+    socket = await awebsocket_events(request, room, history=CHAT_HISTORY, presence=True, user=name)
+    await relay_chat(socket, room, apublish_reliable)
 
 
 @require_GET

@@ -6,8 +6,9 @@ Open a store by URL with :func:`open_history` (``memory:``, ``sqlite:///path.db`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._stores import lazy_redis_store
 from ._base import (
     DEFAULT_HISTORY_URL,
     HistoryError,
@@ -45,10 +46,5 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The Redis backend needs the optional redis package: import it only when asked for.
-    if name == "RedisHistory":
-        from .redis import RedisHistory
-
-        return RedisHistory
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The Redis backend needs the optional redis package: it is imported only when asked for.
+__getattr__ = lazy_redis_store(__name__, "RedisHistory")

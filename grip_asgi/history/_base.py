@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, ParamSpec, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from .._config import _redacted
 from .._errors import GripConfigError, GripError
+from .._stores import AsyncFace, BlockingFace, SyncBacked
 
 __all__ = (
     "DEFAULT_HISTORY_URL",
@@ -32,7 +32,6 @@ __all__ = (
 #: ``GRIP_HISTORY_URL`` names a store: a SQLite file in the working directory.
 DEFAULT_HISTORY_URL = "sqlite:///grip-history.sqlite3"
 
-_P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
@@ -176,7 +175,7 @@ def _check_utf8(name: str, text: str) -> None:
             ) from None
 
 
-class SyncHistory(ABC):
+class SyncHistory(BlockingFace):
     """The blocking face of a history store, for Django sync views, WSGI and scripts.
 
     Every method matches the async one of :class:`HistoryStore` of the same name.
@@ -208,19 +207,8 @@ class SyncHistory(ABC):
     def close(self) -> None:
         """Release the store's connections; later calls raise :class:`HistoryUnavailableError`."""
 
-    def __enter__(self) -> SyncHistory:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class HistoryStore(ABC):
+class HistoryStore(AsyncFace):
     """A store of each channel's recent messages, numbered 1, 2, 3, ... per channel.
 
     Ids are strictly increasing and gap-free in the order readers see them: once a reader
@@ -272,27 +260,9 @@ class HistoryStore(ABC):
     async def aclose(self) -> None:
         """Release the store's connections; later calls raise :class:`HistoryUnavailableError`."""
 
-    async def __aenter__(self) -> HistoryStore:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class SyncBackedStore(HistoryStore):
+class SyncBackedStore(SyncBacked[SyncHistory], HistoryStore):
     """A store whose async face calls its sync face through :meth:`_call`."""
-
-    def __init__(self, sync: SyncHistory) -> None:
-        self.sync = sync
-
-    @abstractmethod
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """Run ``function`` without blocking the event loop for long."""
 
     async def append(self, channel: str, data: str, *, event: str | None = None) -> StoredEvent:
         return await self._call(self.sync.append, channel, data, event=event)
@@ -308,9 +278,6 @@ class SyncBackedStore(HistoryStore):
 
     async def trim(self) -> int:
         return await self._call(self.sync.trim)
-
-    async def aclose(self) -> None:
-        self.sync.close()
 
 
 # -- URLs -------------------------------------------------------------------------------------

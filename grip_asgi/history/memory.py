@@ -8,9 +8,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import ParamSpec, TypeVar
 
 from .. import metrics as _metrics
+from .._stores import CallsInline
 from ._base import (
     HistoryUnavailableError,
     Retention,
@@ -25,9 +25,6 @@ from ._base import (
 )
 
 __all__ = ("MemoryHistory",)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -113,7 +110,7 @@ class _SyncMemoryHistory(SyncHistory):
             raise HistoryUnavailableError("the memory history store is closed", store="memory:")
 
 
-class MemoryHistory(SyncBackedStore):
+class MemoryHistory(CallsInline, SyncBackedStore):
     """Channel history in this process's memory: for tests and a single process.
 
     Args:
@@ -129,7 +126,3 @@ class MemoryHistory(SyncBackedStore):
 
     def __repr__(self) -> str:
         return f"<MemoryHistory {self.retention}>"
-
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        # Every call is a few dict and deque operations under a lock held only that long.
-        return function(*args, **kwargs)

@@ -7,8 +7,9 @@ face and a blocking twin, ``store.sync``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._stores import lazy_redis_store
 from ._base import (
     Member,
     PresenceError,
@@ -36,10 +37,5 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The Redis backend needs the optional redis package: import it only when asked for.
-    if name == "RedisPresence":
-        from .redis import RedisPresence
-
-        return RedisPresence
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The Redis backend needs the optional redis package: it is imported only when asked for.
+__getattr__ = lazy_redis_store(__name__, "RedisPresence")

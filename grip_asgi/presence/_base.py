@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable
+from abc import abstractmethod
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .._config import _redacted
 from .._errors import GripConfigError, GripError
+from .._stores import AsyncFace, BlockingFace, SyncBacked
 from ..history._base import check_channel, parse_history_url
 
 __all__ = (
@@ -23,9 +22,6 @@ __all__ = (
     "SyncPresence",
     "open_presence",
 )
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +119,7 @@ def _check_text(name: str, value: str, *, empty_ok: bool = False) -> None:
 # -- the two faces -------------------------------------------------------------------------------
 
 
-class SyncPresence(ABC):
+class SyncPresence(BlockingFace):
     """The blocking face of a presence store, for Django sync views, WSGI and scripts.
 
     Every method matches the async one of :class:`PresenceStore` of the same name.
@@ -155,19 +151,8 @@ class SyncPresence(ABC):
     def close(self) -> None:
         """Release the store's connections; later calls raise :class:`PresenceUnavailableError`."""
 
-    def __enter__(self) -> SyncPresence:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class PresenceStore(ABC):
+class PresenceStore(AsyncFace):
     """Who is here: the members of each channel, for reliable WebSocket endpoints.
 
     A member is one connection (``client``, Pushpin's ``Connection-Id``) with the ``user``
@@ -229,27 +214,9 @@ class PresenceStore(ABC):
     async def aclose(self) -> None:
         """Release the store's connections; later calls raise :class:`PresenceUnavailableError`."""
 
-    async def __aenter__(self) -> PresenceStore:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class SyncBackedPresence(PresenceStore):
+class SyncBackedPresence(SyncBacked[SyncPresence], PresenceStore):
     """A store whose async face calls its sync face through :meth:`_call`."""
-
-    def __init__(self, sync: SyncPresence) -> None:
-        self.sync = sync
-
-    @abstractmethod
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """Run ``function`` without blocking the event loop for long."""
 
     async def join(
         self, channel: str, client: str, *, ttl: float, user: str | None = None, info: Any = None
@@ -267,9 +234,6 @@ class SyncBackedPresence(PresenceStore):
 
     async def expire(self, channel: str) -> list[Member]:
         return await self._call(self.sync.expire, channel)
-
-    async def aclose(self) -> None:
-        self.sync.close()
 
 
 # -- URLs ----------------------------------------------------------------------------------------

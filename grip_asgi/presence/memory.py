@@ -6,8 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
+from .._stores import CallsInline
 from ._base import (
     Member,
     PresenceUnavailableError,
@@ -22,9 +23,6 @@ from ._base import (
 )
 
 __all__ = ("MemoryPresence",)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -119,7 +117,7 @@ class _SyncMemoryPresence(SyncPresence):
             raise PresenceUnavailableError("the memory presence store is closed", store="memory:")
 
 
-class MemoryPresence(SyncBackedPresence):
+class MemoryPresence(CallsInline, SyncBackedPresence):
     """Presence in this process's memory: for tests and a single process.
 
     Args:
@@ -132,7 +130,3 @@ class MemoryPresence(SyncBackedPresence):
 
     def __repr__(self) -> str:
         return "<MemoryPresence>"
-
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        # Every call is a few dict operations under a lock held only that long.
-        return function(*args, **kwargs)

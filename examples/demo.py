@@ -53,6 +53,45 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise SystemExit(f"demo: the app did not listen on port {port} within {timeout:.0f} s")
 
 
+def instructions(app: str, pushpin: Pushpin, workers: int) -> str:
+    """What to open and run against the demo (the Starlette example has fewer routes)."""
+    url, ws_url = pushpin.http_url, pushpin.ws_url
+    history = os.environ.get("GRIP_HISTORY_URL", DEFAULT_HISTORY_URL)
+    lines = [
+        f"grip-asgi demo: {app} example ({workers} workers) behind Pushpin",
+        "",
+        f"  chat page     {url}/?room=lobby&name=ann",
+        f"                and {url}/?room=lobby&name=bob in a second tab: history on join,",
+        "                who is here, joins and leaves; reload a tab or cut the network for a",
+        "                while, and each message still shows once, in order",
+        f"  chat client   python -m websockets '{ws_url}/chat/lobby?name=cli'",
+        "                (the reliable protocol's JSON; grip_asgi.client reads it for you)",
+        f"  WebSocket     {ws_url}/echo   e.g. python -m websockets {ws_url}/echo",
+        f"  HTTP stream   curl -N {url}/stream/news",
+    ]
+    if app != "starlette":
+        lines += [
+            f"  SSE           curl -N {url}/sse/news",
+            f"  long-poll     curl {url}/poll/news",
+            f"  recoverable   curl -N {url}/events/news",
+            "                (SSE that loses nothing: stop it, publish, and resume with",
+            f"                curl -N -H 'Last-Event-ID: news:1' {url}/events/news)",
+            "",
+            f"  publish       curl -d hello {url}/publish/lobby",
+            "                (reliably: to the chat room lobby and /events/lobby; and to the",
+            "                channel's streams, SSE and long-polls)",
+        ]
+    lines += [
+        f"  plain publish GRIP_URL='{pushpin.grip_url}' \\",
+        "                .venv/bin/python -m grip_asgi publish news hello",
+        "                (to news's plain subscribers; the chat takes reliable publishes only)",
+        "",
+        f"The chat's history and member lists are kept in {history}.",
+        "Ctrl-C stops Pushpin and the app.",
+    ]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", choices=sorted(APPS), default="fastapi")
@@ -93,27 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_for_port(app_port, app)
         pushpin.start()
-        url = pushpin.http_url
-        print(
-            f"""
-grip-asgi demo: {args.app} example (2 workers) behind Pushpin
-
-  chat page     {url}/            (open it in two browser tabs)
-  WebSocket     {pushpin.ws_url}/echo   e.g. python -m websockets {pushpin.ws_url}/echo
-  HTTP stream   curl -N {url}/stream/news
-  SSE           curl -N {url}/sse/news
-  long-poll     curl {url}/poll/news
-  recoverable   curl -N {url}/events/news   (SSE that loses nothing: stop it, publish,
-                curl -N -H 'Last-Event-ID: news:1' {url}/events/news    and resume)
-
-  publish       curl -d hello {url}/publish/news   (reliably, and to plain subscribers)
-           or   GRIP_URL='{pushpin.grip_url}' .venv/bin/python -m grip_asgi publish news hello
-
-Reliable channels keep their history in {env.get("GRIP_HISTORY_URL", DEFAULT_HISTORY_URL)}.
-Ctrl-C stops Pushpin and the app.
-""",
-            flush=True,
-        )
+        print(instructions(args.app, pushpin, args.workers), flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while app.poll() is None:
             time.sleep(0.5)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import sqlite3
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable
 
 from .. import metrics as _metrics
+from .._sqlite import Database, OnDatabaseThreads
 from ._base import (
     HistoryUnavailableError,
     Retention,
@@ -30,12 +24,7 @@ from ._base import (
 
 __all__ = ("SQLiteHistory",)
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
 # The counter lives in its own table so that it survives when retention removes every event.
-# Each statement is idempotent, and they run in one BEGIN IMMEDIATE transaction, so processes
-# that start at the same time on a new file do not trip over each other.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS grip_history_channel (
         channel TEXT PRIMARY KEY NOT NULL,
@@ -90,38 +79,20 @@ def _retention_sql(retention: Retention) -> str | None:
     return f"DELETE FROM grip_history_event WHERE channel = :channel AND id < {keep_from}"
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that a weak reference can point to (the base class allows none)."""
-
-
 class _SyncSQLiteHistory(SyncHistory):
     def __init__(
         self, path: str, retention: Retention, busy_timeout: float, clock: Callable[[], float]
     ) -> None:
-        self.path = path
+        self.db = Database(
+            path, _SCHEMA, busy_timeout, kind="history", error=HistoryUnavailableError
+        )
         self.retention = retention
-        self._busy_timeout = busy_timeout
         self._clock = clock
         self._trim_sql = _retention_sql(retention)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._schema_ready = False
-        self._reset_for_process()
-
-    def _reset_for_process(self) -> None:
-        # A connection must not cross fork() (gunicorn --preload): a child starts afresh.
-        self._pid = os.getpid()
-        self._local = threading.local()
-        # Every connection made, to close them all in close(); one whose thread ended is
-        # dropped with that thread's local storage and closed by the garbage collector.
-        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._executor: ThreadPoolExecutor | None = None
-
-    # -- the operations ---------------------------------------------------------------------
 
     def append(self, channel: str, data: str, *, event: str | None = None) -> StoredEvent:
         check_append(channel, data, event)
-        with self._transaction("BEGIN IMMEDIATE") as conn:
+        with self.db.transaction("BEGIN IMMEDIATE") as conn:
             row = conn.execute(_LAST_ID, (channel,)).fetchone()
             new_id = (row[0] if row else 0) + 1
             now = self._clock()
@@ -136,7 +107,7 @@ class _SyncSQLiteHistory(SyncHistory):
         check_channel(channel)
         check_after_id(after_id, limit)
         # One read transaction: the counter and the events come from the same snapshot.
-        with self._transaction("BEGIN") as conn:
+        with self.db.transaction("BEGIN") as conn:
             last_id, first_id = conn.execute(_BOUNDS, {"channel": channel}).fetchone()
             current_id = last_id or 0
             check_gap(
@@ -147,41 +118,33 @@ class _SyncSQLiteHistory(SyncHistory):
 
     def last_id(self, channel: str) -> int:
         check_channel(channel)
-        with self._guard() as conn:
+        with self.db.connection() as conn:
             row = conn.execute(_LAST_ID, (channel,)).fetchone()
         return row[0] if row else 0
 
     def latest(self, channel: str, count: int = 1) -> list[StoredEvent]:
         check_channel(channel)
         check_count("count", count)
-        with self._guard() as conn:
+        with self.db.connection() as conn:
             rows = conn.execute(_LATEST, (channel, count)).fetchall()
         return [StoredEvent(channel, *row) for row in reversed(rows)]
 
     def trim(self) -> int:
         if self._trim_sql is None:
-            with self._lock:
-                self._check_open()
+            self.db.check_open()
             return 0
-        with self._guard() as conn:
+        with self.db.connection() as conn:
             channels = [row[0] for row in conn.execute(_CHANNELS)]
         removed = 0
         for start in range(0, len(channels), _TRIM_BATCH):
-            with self._transaction("BEGIN IMMEDIATE") as conn:
+            with self.db.transaction("BEGIN IMMEDIATE") as conn:
                 now = self._clock()
                 for channel in channels[start : start + _TRIM_BATCH]:
                     removed += self._apply_retention(conn, channel, now)
         return removed
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            executor, self._executor = self._executor, None
-            connections = list(self._connections)
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-        for conn in connections:
-            conn.close()
+        self.db.close()
 
     def _apply_retention(self, conn: sqlite3.Connection, channel: str, now: float) -> int:
         if self._trim_sql is None:
@@ -193,111 +156,8 @@ class _SyncSQLiteHistory(SyncHistory):
         }
         return conn.execute(self._trim_sql, params).rowcount
 
-    # -- connections ------------------------------------------------------------------------
 
-    def executor(self) -> ThreadPoolExecutor:
-        """The threads the async face runs on (each keeps its own connection)."""
-        with self._lock:
-            self._check_usable()
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(4, thread_name_prefix="grip-history-sqlite")
-            return self._executor
-
-    def _connection(self) -> sqlite3.Connection:
-        with self._lock:
-            self._check_usable()
-            conn: _Connection | None = getattr(self._local, "conn", None)
-            if conn is not None:
-                return conn
-        conn = self._connect()
-        with self._lock:
-            self._local.conn = conn
-            self._connections.add(conn)
-        return conn
-
-    def _connect(self) -> _Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: the transactions here are explicit
-                check_same_thread=False,  # used by one thread, but close() may come from another
-                factory=_Connection,
-            )
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        try:
-            self._use_wal(conn)
-            # synchronous=NORMAL: a commit survives the process crashing (not a power cut).
-            conn.execute("PRAGMA synchronous=NORMAL")
-            if not self._schema_ready:
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-                self._schema_ready = True
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._unavailable(exc) from exc
-        return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch the file to WAL: readers never block the writer, nor the writer readers.
-
-        The mode is kept in the file, so only its first users switch. Switching takes a lock
-        that SQLite does not wait for (its busy timeout does not apply), so connections
-        racing on a new file wait here instead, within the same timeout.
-        """
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.005)
-
-    @contextmanager
-    def _guard(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        try:
-            yield conn
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        with self._guard() as conn:
-            conn.execute(begin)
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _unavailable(self, exc: sqlite3.Error) -> HistoryUnavailableError:
-        return HistoryUnavailableError(
-            f"the SQLite history store {self.path!r} is unavailable: {exc}",
-            store=f"sqlite:{self.path}",
-        )
-
-    def _check_usable(self) -> None:
-        """(Under the lock.) Raise when closed; in a forked child, start afresh."""
-        self._check_open()
-        if self._pid != os.getpid():
-            self._reset_for_process()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise HistoryUnavailableError(
-                f"the SQLite history store {self.path!r} is closed", store=f"sqlite:{self.path}"
-            )
-
-
-class SQLiteHistory(SyncBackedStore):
+class SQLiteHistory(OnDatabaseThreads, SyncBackedStore):
     """Channel history in a SQLite file, shared by every process and thread of one host.
 
     Fit for ``uvicorn --workers N`` and gunicorn: an append is one short ``BEGIN IMMEDIATE``
@@ -323,23 +183,8 @@ class SQLiteHistory(SyncBackedStore):
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if busy_timeout <= 0:
-            raise ValueError(
-                f"busy_timeout must be a positive number of seconds, got {busy_timeout!r}"
-            )
         keep = Retention() if retention is None else retention
         super().__init__(_SyncSQLiteHistory(os.fspath(path), keep, busy_timeout, clock))
 
-    @property
-    def path(self) -> str:
-        """The database file."""
-        return self.sync.path
-
     def __repr__(self) -> str:
         return f"<SQLiteHistory {self.path!r} {self.retention}>"
-
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.sync.executor(), functools.partial(function, *args, **kwargs)
-        )

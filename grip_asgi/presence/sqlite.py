@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
-import sqlite3
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Any
 
+from .._sqlite import Database, OnDatabaseThreads
 from ._base import (
     Member,
     PresenceUnavailableError,
@@ -27,9 +21,6 @@ from ._base import (
 )
 
 __all__ = ("SQLitePresence",)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 # One row per member. The table can share a file with the channel history's tables.
 _SCHEMA = """CREATE TABLE IF NOT EXISTS grip_presence (
@@ -64,145 +55,11 @@ def _member(channel: str, row: tuple[Any, ...]) -> Member:
     return Member(channel, client, user, decode_info(info), joined, expires)
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that a weak reference can point to (the base class allows none)."""
-
-
-class _Database:
-    """Connections to one SQLite file: one per thread, in WAL mode, made again after fork().
-
-    ``schema`` runs once (idempotent statements, one BEGIN IMMEDIATE transaction) on the
-    first connection. sqlite3 errors become :class:`PresenceUnavailableError`.
-    """
-
-    def __init__(self, path: str, schema: tuple[str, ...], busy_timeout: float) -> None:
-        self.path = path
-        self._schema = schema
-        self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._closed = False
-        self._schema_ready = False
-        self._reset_for_process()
-
-    def _reset_for_process(self) -> None:
-        # A connection must not cross fork() (gunicorn --preload): a child starts afresh.
-        self._pid = os.getpid()
-        self._local = threading.local()
-        # Every connection made, to close them all in close(); one whose thread ended is
-        # dropped with that thread's local storage and closed by the garbage collector.
-        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._executor: ThreadPoolExecutor | None = None
-
-    def executor(self) -> ThreadPoolExecutor:
-        """The threads the async face runs on (each keeps its own connection)."""
-        with self._lock:
-            self._check_usable()
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(4, thread_name_prefix="grip-presence-sqlite")
-            return self._executor
-
-    @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, for statements that each stand alone."""
-        conn = self._connection()
-        try:
-            yield conn
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-
-    @contextmanager
-    def transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """A transaction, committed at the end of the block, rolled back on any exception."""
-        with self.connection() as conn:
-            conn.execute(begin)
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            executor, self._executor = self._executor, None
-            connections = list(self._connections)
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-        for conn in connections:
-            conn.close()
-
-    def _connection(self) -> sqlite3.Connection:
-        with self._lock:
-            self._check_usable()
-            conn: _Connection | None = getattr(self._local, "conn", None)
-            if conn is not None:
-                return conn
-        conn = self._connect()
-        with self._lock:
-            self._local.conn = conn
-            self._connections.add(conn)
-        return conn
-
-    def _connect(self) -> _Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit: the transactions here are explicit
-                check_same_thread=False,  # used by one thread, but close() may come from another
-                factory=_Connection,
-            )
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        try:
-            self._use_wal(conn)
-            # synchronous=NORMAL: a commit survives the process crashing (not a power cut).
-            conn.execute("PRAGMA synchronous=NORMAL")
-            if not self._schema_ready:
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in self._schema:
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-                self._schema_ready = True
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._unavailable(exc) from exc
-        return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        # The mode is kept in the file, so only its first users switch. Switching takes a
-        # lock that SQLite's busy timeout does not cover: racing connections wait here.
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.005)
-
-    def _unavailable(self, exc: sqlite3.Error) -> PresenceUnavailableError:
-        return PresenceUnavailableError(
-            f"the SQLite presence store {self.path!r} is unavailable: {exc}",
-            store=f"sqlite:{self.path}",
-        )
-
-    def _check_usable(self) -> None:
-        """(Under the lock.) Raise when closed; in a forked child, start afresh."""
-        if self._closed:
-            raise PresenceUnavailableError(
-                f"the SQLite presence store {self.path!r} is closed", store=f"sqlite:{self.path}"
-            )
-        if self._pid != os.getpid():
-            self._reset_for_process()
-
-
 class _SyncSQLitePresence(SyncPresence):
     def __init__(self, path: str, busy_timeout: float, clock: Callable[[], float]) -> None:
-        self.db = _Database(path, (_SCHEMA,), busy_timeout)
+        self.db = Database(
+            path, (_SCHEMA,), busy_timeout, kind="presence", error=PresenceUnavailableError
+        )
         self._clock = clock
 
     def join(
@@ -254,7 +111,7 @@ class _SyncSQLitePresence(SyncPresence):
         self.db.close()
 
 
-class SQLitePresence(SyncBackedPresence):
+class SQLitePresence(OnDatabaseThreads, SyncBackedPresence):
     """Presence in a SQLite file, shared by every process and thread of one host.
 
     Fit for ``uvicorn --workers N`` and gunicorn: each change is one short transaction, so
@@ -279,22 +136,7 @@ class SQLitePresence(SyncBackedPresence):
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if busy_timeout <= 0:
-            raise ValueError(
-                f"busy_timeout must be a positive number of seconds, got {busy_timeout!r}"
-            )
         super().__init__(_SyncSQLitePresence(os.fspath(path), busy_timeout, clock))
-
-    @property
-    def path(self) -> str:
-        """The database file."""
-        return self.sync.db.path
 
     def __repr__(self) -> str:
         return f"<SQLitePresence {self.path!r}>"
-
-    async def _call(self, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.sync.db.executor(), functools.partial(function, *args, **kwargs)
-        )

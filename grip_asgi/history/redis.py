@@ -14,16 +14,12 @@ channel -> newest id) and ``grip:history:events:<channel>`` (a stream per channe
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import weakref
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .. import metrics as _metrics
-from .._config import _redacted
-from .._errors import GripConfigError
+from .._redis import Clients, RedisError, check_url
 from ._base import (
     HistoryStore,
     HistoryUnavailableError,
@@ -37,28 +33,10 @@ from ._base import (
     check_gap,
 )
 
-try:
-    import redis
-    import redis.asyncio
-    from redis.asyncio.retry import Retry as AsyncRetry
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - the test environment has the extra
-    raise ImportError(
-        "the Redis history store needs the redis package: pip install 'grip-asgi[redis]'"
-    ) from exc
-
 __all__ = ("RedisHistory",)
 
 _T = TypeVar("_T")
 
-# Seconds to connect and to wait for a reply before HistoryUnavailableError, unless the URL
-# says otherwise (?socket_timeout=, ?socket_connect_timeout=).
-_TIMEOUT = 5.0
-# A failed connection is retried twice, quickly. Few: a retry of an append whose reply was
-# lost would store it twice (under two ids), and a caller wants to hear soon that Redis is down.
-_RETRIES = 2
-_BACKOFF = (0.01, 0.25)  # base and cap, in seconds
 # trim() asks about this many channels at a time.
 _TRIM_BATCH = 100
 
@@ -144,6 +122,8 @@ return {removed, more}
 """
 )
 
+
+_SCRIPTS = {"append": _APPEND, "trim": _TRIM}
 
 # -- requests: what the shared flows ask the two drivers to run ------------------------------
 
@@ -262,103 +242,11 @@ def _event(channel: str, entry: tuple[str, dict[str, str]]) -> StoredEvent:
 # -- the two faces ----------------------------------------------------------------------------
 
 
-class _Connections:
-    """The URL, the lazily made clients of both faces, and the open/closed state."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.shown = _redacted(url)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._sync: tuple[redis.Redis, dict[str, Any]] | None = None
-        # redis.asyncio clients belong to the event loop they were made on: one per loop.
-        self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop,
-            tuple[redis.asyncio.Redis, dict[str, Any], AsyncGenerator[None, None]],
-        ] = weakref.WeakKeyDictionary()
-
-    def sync_client(self) -> tuple[redis.Redis, dict[str, Any]]:
-        with self._lock:
-            self.check_open()
-            if self._sync is None:
-                retry = Retry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
-                client = redis.Redis.from_url(self.url, **_client_options(), retry=retry)
-                self._sync = client, _scripts(client)
-            return self._sync
-
-    async def async_client(self) -> tuple[redis.asyncio.Redis, dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self.check_open()
-            made = self._async.get(loop)
-        if made is None:
-            retry = AsyncRetry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
-            client = redis.asyncio.Redis.from_url(self.url, **_client_options(), retry=retry)
-            closer = _close_with_loop(client)
-            await anext(closer)  # runs to its yield at once: no other task comes in between
-            made = client, _scripts(client), closer
-            with self._lock:
-                self._async[loop] = made
-        return made[0], made[1]
-
-    def close_sync(self) -> None:
-        with self._lock:
-            self._closed = True
-            made, self._sync = self._sync, None
-        if made is not None:
-            made[0].close()
-
-    async def aclose(self) -> None:
-        self.close_sync()
-        with self._lock:
-            made = self._async.pop(asyncio.get_running_loop(), None)
-            self._async.clear()  # the clients of other loops close when their loop ends
-        if made is not None:
-            await made[2].aclose()
-
-    def check_open(self) -> None:
-        if self._closed:
-            raise HistoryUnavailableError(
-                f"the Redis history store {self.shown} is closed", store=self.shown
-            )
-
-    def unavailable(self, exc: redis.RedisError) -> HistoryUnavailableError:
-        return HistoryUnavailableError(
-            f"the Redis history store {self.shown} is unavailable: {exc}", store=self.shown
-        )
-
-
-async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
-    """Close ``client`` when its event loop ends.
-
-    asyncio.run() (and asyncio.Runner, anyio, asgiref) finalize every async generator still
-    open in their loop before closing it, so a store used from several loops in turn (tests,
-    a script that calls asyncio.run() per task) leaves no connection behind.
-    """
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
-def _client_options() -> dict[str, Any]:
-    return {
-        "decode_responses": True,
-        "socket_timeout": _TIMEOUT,
-        "socket_connect_timeout": _TIMEOUT,
-    }
-
-
-def _scripts(client: redis.Redis | redis.asyncio.Redis) -> dict[str, Any]:
-    # register_script runs EVALSHA and falls back to loading the script when Redis lacks it.
-    return {"append": client.register_script(_APPEND), "trim": client.register_script(_TRIM)}
-
-
 class _SyncRedisHistory(SyncHistory):
-    def __init__(self, flows: _Flows, connections: _Connections) -> None:
+    def __init__(self, flows: _Flows, clients: Clients) -> None:
         self.retention = flows.retention
         self._flows = flows
-        self._connections = connections
+        self._clients = clients
 
     def append(self, channel: str, data: str, *, event: str | None = None) -> StoredEvent:
         return self._run(self._flows.append(channel, data, event))
@@ -376,10 +264,10 @@ class _SyncRedisHistory(SyncHistory):
         return self._run(self._flows.trim())
 
     def close(self) -> None:
-        self._connections.close_sync()
+        self._clients.close_sync()
 
     def _run(self, flow: _Flow[_T]) -> _T:
-        client, scripts = self._connections.sync_client()
+        client, scripts = self._clients.sync_client()
         try:
             request = next(flow)
             while True:
@@ -396,8 +284,8 @@ class _SyncRedisHistory(SyncHistory):
         except StopIteration as done:
             result: _T = done.value
             return result
-        except redis.RedisError as exc:
-            raise self._connections.unavailable(exc) from exc
+        except RedisError as exc:
+            raise self._clients.unavailable(exc) from exc
 
 
 class RedisHistory(HistoryStore):
@@ -420,17 +308,17 @@ class RedisHistory(HistoryStore):
     def __init__(
         self, url: str, *, retention: Retention | None = None, key_prefix: str = "grip:"
     ) -> None:
-        _check_url(url)
+        check_url(url, kind="history")
         keep = Retention() if retention is None else retention
         self.key_prefix = key_prefix
         self._flows = _Flows(keep, key_prefix)
-        self._connections = _Connections(url)
-        self.sync = _SyncRedisHistory(self._flows, self._connections)
+        self._clients = Clients(url, _SCRIPTS, kind="history", error=HistoryUnavailableError)
+        self.sync = _SyncRedisHistory(self._flows, self._clients)
 
     @property
     def url(self) -> str:
         """The Redis URL, without its password and parameters."""
-        return self._connections.shown
+        return self._clients.shown
 
     def __repr__(self) -> str:
         return f"<RedisHistory {self.url} key_prefix={self.key_prefix!r} {self.retention}>"
@@ -451,10 +339,10 @@ class RedisHistory(HistoryStore):
         return await self._run(self._flows.trim())
 
     async def aclose(self) -> None:
-        await self._connections.aclose()
+        await self._clients.aclose()
 
     async def _run(self, flow: _Flow[_T]) -> _T:
-        client, scripts = await self._connections.async_client()
+        client, scripts = await self._clients.async_client()
         try:
             request = next(flow)
             while True:
@@ -471,16 +359,5 @@ class RedisHistory(HistoryStore):
         except StopIteration as done:
             result: _T = done.value
             return result
-        except redis.RedisError as exc:
-            raise self._connections.unavailable(exc) from exc
-
-
-def _check_url(url: str) -> None:
-    """Raise GripConfigError now for a URL that redis-py would reject at the first call."""
-    shown = _redacted(url)
-    try:
-        pool = redis.ConnectionPool.from_url(url, **_client_options())
-        # Making a connection object checks every option's name; it does not connect.
-        pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError) as exc:
-        raise GripConfigError(f"invalid Redis history URL {shown!r}: {exc}") from None
+        except RedisError as exc:
+            raise self._clients.unavailable(exc) from exc

@@ -11,16 +11,12 @@ who has expired.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .._config import _redacted
-from .._errors import GripConfigError
+from .._redis import Clients, RedisError, check_url
 from ._base import (
     Member,
     PresenceStore,
@@ -33,27 +29,9 @@ from ._base import (
     member_order,
 )
 
-try:
-    import redis
-    import redis.asyncio
-    from redis.asyncio.retry import Retry as AsyncRetry
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - the test environment has the extra
-    raise ImportError(
-        "the Redis presence store needs the redis package: pip install 'grip-asgi[redis]'"
-    ) from exc
-
 __all__ = ("RedisPresence",)
 
 _T = TypeVar("_T")
-
-# Seconds to connect and to wait for a reply before PresenceUnavailableError, unless the URL
-# says otherwise (?socket_timeout=, ?socket_connect_timeout=).
-_TIMEOUT = 5.0
-# A failed connection is retried twice, quickly: a caller wants to hear soon that Redis is down.
-_RETRIES = 2
-_BACKOFF = (0.01, 0.25)  # base and cap, in seconds
 
 # Every script: KEYS[1] the channel's sorted set (client -> expiry), KEYS[2] its hash
 # (client -> JSON). A member is live while its expiry is after `now`, the server's time;
@@ -153,7 +131,7 @@ return reply
 )
 
 _ScriptName = Literal["join", "touch", "leave", "members", "expire"]
-_SCRIPTS: dict[_ScriptName, str] = {
+_SCRIPTS: dict[str, str] = {
     "join": _JOIN,
     "touch": _TOUCH,
     "leave": _LEAVE,
@@ -229,96 +207,10 @@ def _members(channel: str, reply: list[str]) -> list[Member]:
 # -- the two faces ----------------------------------------------------------------------------
 
 
-class _Connections:
-    """The URL, the lazily made clients of both faces, and the open/closed state."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.shown = _redacted(url)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._sync: tuple[redis.Redis, dict[str, Any]] | None = None
-        # redis.asyncio clients belong to the event loop they were made on: one per loop.
-        self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[dict[str, Any], AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
-
-    def sync_scripts(self) -> dict[str, Any]:
-        with self._lock:
-            self._check_open()
-            if self._sync is None:
-                retry = Retry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
-                client = redis.Redis.from_url(self.url, **_client_options(), retry=retry)
-                self._sync = client, _register(client)
-            return self._sync[1]
-
-    async def async_scripts(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self._check_open()
-            made = self._async.get(loop)
-        if made is None:
-            retry = AsyncRetry(ExponentialWithJitterBackoff(*_BACKOFF), _RETRIES)
-            client = redis.asyncio.Redis.from_url(self.url, **_client_options(), retry=retry)
-            closer = _close_with_loop(client)
-            await anext(closer)  # runs to its yield at once: no other task comes in between
-            made = _register(client), closer
-            with self._lock:
-                self._async[loop] = made
-        return made[0]
-
-    def close_sync(self) -> None:
-        with self._lock:
-            self._closed = True
-            made, self._sync = self._sync, None
-        if made is not None:
-            made[0].close()
-
-    async def aclose(self) -> None:
-        self.close_sync()
-        with self._lock:
-            made = self._async.pop(asyncio.get_running_loop(), None)
-            self._async.clear()  # the clients of other loops close when their loop ends
-        if made is not None:
-            await made[1].aclose()
-
-    def unavailable(self, exc: redis.RedisError) -> PresenceUnavailableError:
-        return PresenceUnavailableError(
-            f"the Redis presence store {self.shown} is unavailable: {exc}", store=self.shown
-        )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PresenceUnavailableError(
-                f"the Redis presence store {self.shown} is closed", store=self.shown
-            )
-
-
-async def _close_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
-    """Close ``client`` when its event loop ends (asyncio.run() finalizes open generators)."""
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
-def _client_options() -> dict[str, Any]:
-    return {
-        "decode_responses": True,
-        "socket_timeout": _TIMEOUT,
-        "socket_connect_timeout": _TIMEOUT,
-    }
-
-
-def _register(client: redis.Redis | redis.asyncio.Redis) -> dict[str, Any]:
-    # register_script runs EVALSHA and falls back to loading the script when Redis lacks it.
-    return {name: client.register_script(source) for name, source in _SCRIPTS.items()}
-
-
 class _SyncRedisPresence(SyncPresence):
-    def __init__(self, calls: _Calls, connections: _Connections) -> None:
+    def __init__(self, calls: _Calls, clients: Clients) -> None:
         self._calls = calls
-        self._connections = connections
+        self._clients = clients
 
     def join(
         self, channel: str, client: str, *, ttl: float, user: str | None = None, info: Any = None
@@ -338,14 +230,14 @@ class _SyncRedisPresence(SyncPresence):
         return self._run(self._calls.expire(channel))
 
     def close(self) -> None:
-        self._connections.close_sync()
+        self._clients.close_sync()
 
     def _run(self, call: _Call[_T]) -> _T:
-        script = self._connections.sync_scripts()[call.script]
+        _, scripts = self._clients.sync_client()
         try:
-            reply = script(call.keys, call.args)
-        except redis.RedisError as exc:
-            raise self._connections.unavailable(exc) from exc
+            reply = scripts[call.script](call.keys, call.args)
+        except RedisError as exc:
+            raise self._clients.unavailable(exc) from exc
         return call.result(reply)
 
 
@@ -366,16 +258,16 @@ class RedisPresence(PresenceStore):
     sync: _SyncRedisPresence
 
     def __init__(self, url: str, *, key_prefix: str = "grip:") -> None:
-        _check_url(url)
+        check_url(url, kind="presence")
         self.key_prefix = key_prefix
         self._calls = _Calls(key_prefix)
-        self._connections = _Connections(url)
-        self.sync = _SyncRedisPresence(self._calls, self._connections)
+        self._clients = Clients(url, _SCRIPTS, kind="presence", error=PresenceUnavailableError)
+        self.sync = _SyncRedisPresence(self._calls, self._clients)
 
     @property
     def url(self) -> str:
         """The Redis URL, without its password and parameters."""
-        return self._connections.shown
+        return self._clients.shown
 
     def __repr__(self) -> str:
         return f"<RedisPresence {self.url} key_prefix={self.key_prefix!r}>"
@@ -398,22 +290,12 @@ class RedisPresence(PresenceStore):
         return await self._run(self._calls.expire(channel))
 
     async def aclose(self) -> None:
-        await self._connections.aclose()
+        await self._clients.aclose()
 
     async def _run(self, call: _Call[_T]) -> _T:
-        script = (await self._connections.async_scripts())[call.script]
+        _, scripts = await self._clients.async_client()
         try:
-            reply = await script(call.keys, call.args)
-        except redis.RedisError as exc:
-            raise self._connections.unavailable(exc) from exc
+            reply = await scripts[call.script](call.keys, call.args)
+        except RedisError as exc:
+            raise self._clients.unavailable(exc) from exc
         return call.result(reply)
-
-
-def _check_url(url: str) -> None:
-    """Raise GripConfigError now for a URL that redis-py would reject at the first call."""
-    try:
-        pool = redis.ConnectionPool.from_url(url, **_client_options())
-        # Making a connection object checks every option's name; it does not connect.
-        pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError) as exc:
-        raise GripConfigError(f"invalid Redis presence URL {_redacted(url)!r}: {exc}") from None

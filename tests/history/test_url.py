@@ -229,7 +229,8 @@ def test_retention_takes_positive_numbers_and_none() -> None:
 def test_without_the_redis_package_a_redis_url_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delitem(sys.modules, "grip_asgi.history.redis")
+    for module in ("grip_asgi.history.redis", "grip_asgi._redis"):  # imported again
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail
     with pytest.raises(GripConfigError, match=r"pip install 'grip-asgi\[redis\]'"):
         open_history("redis://:s3cret@h/0")

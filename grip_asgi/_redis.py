@@ -51,7 +51,7 @@ class Clients:
     """
 
     def __init__(
-        self, url: str, scripts: Mapping[str, str], *, kind: str, error: UnavailableError
+        self, url: str, scripts: Mapping[str, str], *, kind: str, error: type[UnavailableError]
     ) -> None:
         self.url = url
         #: The URL as messages show it: without its password and parameters.
@@ -107,7 +107,7 @@ class Clients:
         if made is not None:
             await made[2].aclose()
 
-    def unavailable(self, exc: redis.RedisError) -> Exception:
+    def unavailable(self, exc: redis.RedisError) -> UnavailableError:
         return self._error(
             f"the Redis {self._kind} store {self.shown} is unavailable: {exc}", store=self.shown
         )

@@ -42,7 +42,7 @@ class Database:
         busy_timeout: float,
         *,
         kind: str,
-        error: UnavailableError,
+        error: type[UnavailableError],
     ) -> None:
         if busy_timeout <= 0:
             raise ValueError(
@@ -176,7 +176,7 @@ class Database:
                     raise
             time.sleep(0.005)
 
-    def _unavailable(self, exc: sqlite3.Error) -> Exception:
+    def _unavailable(self, exc: sqlite3.Error) -> UnavailableError:
         return self._error(
             f"the SQLite {self._kind} store {self.path!r} is unavailable: {exc}",
             store=f"sqlite:{self.path}",

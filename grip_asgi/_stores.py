@@ -1,5 +1,5 @@
 """What the history and presence stores share: their faces' closing, the async face made
-from the blocking one, the backends' unavailable errors, and the lazy Redis import."""
+from the blocking one, the base of their unavailable errors, and the lazy Redis import."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Protocol, Self, TypeVar
+from typing import Any, Generic, ParamSpec, Self, TypeVar
 
 __all__ = (
     "AsyncFace",
@@ -22,10 +22,13 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-class UnavailableError(Protocol):
-    """A store kind's "backend cannot be used now" error class, e.g. HistoryUnavailableError."""
+class UnavailableError(Exception):
+    """The base of a store kind's "backend cannot be used now" error (HistoryUnavailableError,
+    PresenceUnavailableError): ``store`` names the store, never with a password."""
 
-    def __call__(self, message: str, *, store: str) -> Exception: ...
+    def __init__(self, message: str, *, store: str = "") -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class BlockingFace(ABC):

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._config import _redacted
 from .._errors import GripConfigError, GripError
-from .._stores import AsyncFace, BlockingFace, SyncBacked
+from .._stores import AsyncFace, BlockingFace, SyncBacked, UnavailableError
 
 __all__ = (
     "DEFAULT_HISTORY_URL",
@@ -84,14 +84,10 @@ class HistoryGapError(HistoryError):
         return type(self), (self.channel, self.after_id, self.current_id, self.first_id)
 
 
-class HistoryUnavailableError(HistoryError):
+class HistoryUnavailableError(UnavailableError, HistoryError):
     """The history backend cannot be used now (Redis down, SQLite locked past its timeout,
     the store closed). The backend's own exception is the ``__cause__``; ``store`` names the
     store (never with a password)."""
-
-    def __init__(self, message: str, *, store: str = "") -> None:
-        super().__init__(message)
-        self.store = store
 
 
 @dataclass(frozen=True)
@@ -300,39 +296,44 @@ class HistoryURL:
 _RETENTION_PARAMS = ("max_events", "max_age")
 
 
-def parse_history_url(url: str) -> HistoryURL:
+def parse_history_url(url: str, *, kind: str = "history") -> HistoryURL:
     """Parse ``memory:``, ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
     ``redis://host:port/db`` (and ``rediss://``), each with optional ``?max_events=N``
     and ``?max_age=SECONDS`` (``none`` for no limit); Redis URLs also take
     ``?key_prefix=...`` and pass every other parameter to redis-py.
 
-    Raises :class:`GripConfigError` naming what is wrong (never echoing a password).
+    Raises :class:`GripConfigError` naming what is wrong (never echoing a password), and
+    the ``kind`` of store the URL is for: :func:`grip_asgi.presence.open_presence`, whose
+    URLs take these shapes, passes ``"presence"``.
     """
     if not isinstance(url, str):
-        raise GripConfigError(f"a history URL must be a str, got {type(url).__name__}")
+        raise GripConfigError(f"a {kind} URL must be a str, got {type(url).__name__}")
     shown = _redacted(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. a bad [IPv6] host
-        raise GripConfigError(f"invalid history URL {shown!r}: {exc}") from None
+        raise GripConfigError(f"invalid {kind} URL {shown!r}: {exc}") from None
     if parts.scheme not in ("memory", "sqlite", "redis", "rediss"):
         raise GripConfigError(
-            f"unknown history URL scheme in {shown!r}: "
+            f"unknown {kind} URL scheme in {shown!r}: "
             "use memory:, sqlite:///path or redis://host:port/db"
         )
     if parts.fragment:
-        raise GripConfigError(f"a history URL has no #fragment: {shown!r}")
-    ours, others = _split_query(parts.query, shown, redis=parts.scheme in ("redis", "rediss"))
-    retention = _retention(ours, shown)
+        raise GripConfigError(f"a {kind} URL has no #fragment: {shown!r}")
+    what = f"{kind} URL {shown!r}"
+    ours, others = _split_query(parts.query, what, redis=parts.scheme in ("redis", "rediss"))
+    retention = _retention(ours, what)
     if parts.scheme == "memory":
         if parts.netloc or parts.path:
-            raise GripConfigError(f"a memory history URL is just 'memory:', got {shown!r}")
+            raise GripConfigError(f"a memory {kind} URL is just 'memory:', got {shown!r}")
         return HistoryURL("memory", retention)
     if parts.scheme == "sqlite":
-        return HistoryURL("sqlite", retention, path=_sqlite_path(url, parts.netloc, parts.path))
+        return HistoryURL(
+            "sqlite", retention, path=_sqlite_path(url, parts.netloc, parts.path, kind)
+        )
     if "//" not in url:
         raise GripConfigError(
-            f"a Redis history URL starts with redis:// or rediss://, got {shown!r}"
+            f"a Redis {kind} URL starts with redis:// or rediss://, got {shown!r}"
         )
     redis_url = parts._replace(query="&".join(others)).geturl()
     return HistoryURL(
@@ -340,7 +341,7 @@ def parse_history_url(url: str) -> HistoryURL:
     )
 
 
-def _split_query(query: str, shown: str, *, redis: bool) -> tuple[dict[str, str], list[str]]:
+def _split_query(query: str, what: str, *, redis: bool) -> tuple[dict[str, str], list[str]]:
     """grip-asgi's parameters, decoded; and the others (Redis only) as they were written."""
     known = (*_RETENTION_PARAMS, "key_prefix") if redis else _RETENTION_PARAMS
     ours: dict[str, str] = {}
@@ -353,15 +354,15 @@ def _split_query(query: str, shown: str, *, redis: bool) -> tuple[dict[str, str]
                 others.append(piece)
                 continue
             raise GripConfigError(
-                f"unknown parameter {name!r} in history URL {shown!r} (known: {', '.join(known)})"
+                f"unknown parameter {name!r} in {what} (known: {', '.join(known)})"
             )
         if name in ours:
-            raise GripConfigError(f"parameter {name!r} is given twice in history URL {shown!r}")
+            raise GripConfigError(f"parameter {name!r} is given twice in {what}")
         ours[name] = unquote(raw_value.replace("+", " "))
     return ours, others
 
 
-def _retention(params: dict[str, str], shown: str) -> Retention:
+def _retention(params: dict[str, str], what: str) -> Retention:
     defaults = Retention()
     max_events, max_age = defaults.max_events, defaults.max_age
     try:
@@ -371,7 +372,7 @@ def _retention(params: dict[str, str], shown: str) -> Retention:
             max_age = _parse_limit("max_age", params["max_age"], float, "a number of seconds")
         return Retention(max_events=max_events, max_age=max_age)
     except ValueError as exc:
-        raise GripConfigError(f"history URL {shown!r}: {exc}") from None
+        raise GripConfigError(f"{what}: {exc}") from None
 
 
 def _parse_limit(name: str, text: str, kind: Callable[[str], _T], what: str) -> _T | None:
@@ -383,20 +384,20 @@ def _parse_limit(name: str, text: str, kind: Callable[[str], _T], what: str) -> 
         raise ValueError(f"{name}={text!r} is not {what} or 'none'") from None
 
 
-def _sqlite_path(url: str, netloc: str, path: str) -> str:
+def _sqlite_path(url: str, netloc: str, path: str, kind: str) -> str:
     # SQLAlchemy's convention: sqlite:///relative/file.db, sqlite:////absolute/file.db.
     if not url.lower().startswith("sqlite:///") or netloc:
         raise GripConfigError(
-            f"a SQLite history URL is sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+            f"a SQLite {kind} URL is sqlite:///relative/path.db or sqlite:////absolute/path.db, "
             f"got {_redacted(url)!r}"
         )
     file = unquote(path[1:])
     if not file or file.endswith("/"):
-        raise GripConfigError(f"the SQLite history URL {_redacted(url)!r} names no file")
+        raise GripConfigError(f"the SQLite {kind} URL {_redacted(url)!r} names no file")
     if file == ":memory:":
-        # Each connection would get a database of its own: use "memory:".
         raise GripConfigError(
-            "sqlite:///:memory: is not shared between threads: use 'memory:' instead"
+            f"a SQLite {kind} URL cannot be sqlite:///:memory: (each thread would get a "
+            "database of its own): use 'memory:' instead"
         )
     return file
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._config import _redacted
 from .._errors import GripConfigError, GripError
-from .._stores import AsyncFace, BlockingFace, SyncBacked
+from .._stores import AsyncFace, BlockingFace, SyncBacked, UnavailableError
 from ..history._base import check_channel, parse_history_url
 
 __all__ = (
@@ -50,14 +50,10 @@ class PresenceError(GripError):
     """A presence store failed. Subclasses say how."""
 
 
-class PresenceUnavailableError(PresenceError):
+class PresenceUnavailableError(UnavailableError, PresenceError):
     """The presence backend cannot be used now (Redis down, SQLite locked past its timeout,
     the store closed). The backend's own exception is the ``__cause__``; ``store`` names the
     store (never with a password)."""
-
-    def __init__(self, message: str, *, store: str = "") -> None:
-        super().__init__(message)
-        self.store = store
 
 
 # -- input checks, the same for every backend ---------------------------------------------------
@@ -253,10 +249,7 @@ def open_presence(url: str) -> PresenceStore:
 
     Raises :class:`GripConfigError` naming what is wrong (never echoing a password).
     """
-    try:
-        parsed = parse_history_url(url)
-    except GripConfigError as exc:
-        raise GripConfigError(f"invalid presence URL: {exc}") from None
+    parsed = parse_history_url(url, kind="presence")
     for piece in filter(None, urlsplit(url).query.split("&")):
         name = unquote(piece.partition("=")[0].replace("+", " "))
         if name in _HISTORY_ONLY_PARAMS:

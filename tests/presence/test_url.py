@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_a_redis_url_reaches_the_server_with_its_prefix(redis_server: RedisServe
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgres://db/x", "unknown history URL scheme"),
+        ("postgres://db/x", "unknown presence URL scheme"),
         ("memory:somewhere", "just 'memory:'"),
         ("sqlite://relative.db", "sqlite:///relative/path.db"),
         ("sqlite:///", "names no file"),
@@ -93,3 +94,16 @@ def test_bad_urls_are_refused_naming_the_problem(url: str, message: str) -> None
 def test_a_url_must_be_a_str() -> None:
     with pytest.raises(GripConfigError, match="must be a str"):
         open_presence(b"memory:")  # type: ignore[arg-type]
+
+
+def test_without_the_redis_package_a_redis_url_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for module in ("grip_asgi.presence.redis", "grip_asgi._redis"):  # imported again
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail
+    with pytest.raises(GripConfigError, match=r"pip install 'grip-asgi\[redis\]'") as caught:
+        open_presence("redis://:s3cret@h/0")
+    assert "for the presence URL" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    assert isinstance(open_presence("memory:"), MemoryPresence)

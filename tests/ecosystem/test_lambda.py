@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mangum]:
     for name in ("GRIP_PROXIES", "GRIP_VERIFY_KEY", "GRIP_PREFIX", "GRIP_PROXY_REQUIRED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GRIP_URL", GRIP_URL)
+    # The chat keeps its history and members here, not in a SQLite file in the working directory.
+    monkeypatch.setenv("GRIP_HISTORY_URL", "memory:")
     # FastAPI builds its middleware (and so reads GRIP_URL) on the first request and keeps
     # it; whatever another test left there must not decide this one.
     built = app.middleware_stack
@@ -215,13 +218,17 @@ def invoke(handler: Mangum, event: Event) -> LambdaReply:
 
 
 def websocket_event(
-    make_event: EventBuilder, path: str, *events: WebSocketEvent, grip_sig: str | None = None
+    make_event: EventBuilder,
+    path: str,
+    *events: WebSocketEvent,
+    grip_sig: str | None = None,
+    query: dict[str, str] | None = None,
 ) -> Event:
     """The event for a WebSocket-over-HTTP request; ``grip_sig`` replaces the proxy's."""
     request = proxy.websocket(*events, connection_id="conn-1")
     if grip_sig is not None:
         request.headers["Grip-Sig"] = grip_sig
-    return make_event("POST", path, request.headers, request.content)
+    return make_event("POST", path, request.headers, request.content, query=query)
 
 
 def expected_body(*events: WebSocketEvent) -> bytes:
@@ -266,11 +273,16 @@ def test_websocket_close_is_echoed(handler: Mangum, make_event: EventBuilder) ->
 
 @GATEWAYS
 def test_chat_open_subscribes_to_the_room(handler: Mangum, make_event: EventBuilder) -> None:
-    reply = read_websocket_reply(
-        invoke(handler, websocket_event(make_event, "/chat/lobby", open_event()))
-    )
+    # The chat refuses an open without ?name=: the query string must come through Mangum.
+    event = websocket_event(make_event, "/chat/lobby", open_event(), query={"name": "ann"})
+    reply = read_websocket_reply(invoke(handler, event))
     assert reply.accepted and reply.grip_extension
-    assert reply.subscriptions == ["lobby"]
+    # A reliable WebSocket: the room's Pushpin channel is its reliable one.
+    assert reply.subscriptions == ["reliable:lobby"]
+    # The name from the query is the member's user (presence lists it on open).
+    sent = [json.loads(message) for message in reply.messages]
+    members = [message["members"] for message in sent if message.get("grip") == "members"]
+    assert members == [[{"client": "conn-1", "user": "ann", "info": None}]]
 
 
 @GATEWAYS

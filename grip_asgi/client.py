@@ -183,6 +183,8 @@ class ClientState:
             return []
 
     def _on_control(self, kind: object, message: dict[str, Any]) -> list[Item]:
+        if kind == "events":
+            return self._on_batch(message["events"])
         if kind == "tip":
             self._on_tip({str(c): _checked_id(i) for c, i in message["ids"].items()})
             return []
@@ -207,6 +209,19 @@ class ClientState:
         else:  # a newer server's message: nothing this client must do
             logger.debug("unknown protocol message %r ignored", kind)
         return []
+
+    def _on_batch(self, entries: object) -> list[Item]:
+        """Each event of a batch (a replay packed into one message), as if sent alone."""
+        if not isinstance(entries, list):
+            raise TypeError(f"events is {type(entries).__name__}, not a list")
+        items: list[Item] = []
+        for entry in entries:
+            event = _event(entry) if isinstance(entry, dict) else None
+            if event is None:  # skip it: a gap it leaves is repaired like any other
+                logger.warning("malformed event in a batch skipped: %.200r", entry)
+            else:
+                items += self._on_event(event)
+        return items
 
     def _on_event(self, event: Event) -> list[Item]:
         channel, position = event.channel, self.positions.get(event.channel)

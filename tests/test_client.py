@@ -46,6 +46,12 @@ def tip(**ids: int) -> str:
     return json.dumps({"grip": "tip", "ids": ids})
 
 
+def batch(*events: object) -> str:
+    """A batch of events (each given as its own message's text, or as any JSON value)."""
+    entries = [json.loads(e) if isinstance(e, str) else e for e in events]
+    return json.dumps({"grip": "events", "events": entries})
+
+
 def reset(channel: str, id: int) -> str:
     return json.dumps({"grip": "reset", "channel": channel, "id": id})
 
@@ -177,6 +183,35 @@ def test_a_gap_buffers_syncs_once_and_delivers_in_order_when_filled() -> None:
     assert state.stats.repairs == 3
 
 
+def test_a_batchs_events_count_as_single_events_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = ClientState({"room": 2})
+    not_an_event = {"channel": "room", "id": "5", "data": "x"}
+    with caplog.at_level(logging.WARNING, logger="grip_asgi.client"):
+        items = feed(
+            state,
+            batch(event("room", 2), event("room", 3, "three", "msg"), event("room", 5)),
+            batch(not_an_event, event("room", 6), [1], event("news", 1)),
+        )
+    # 2 is a duplicate, 3 follows, 5 and 6 wait for 4 (one sync), the malformed are skipped.
+    assert items == [Event("room", 3, "three", "msg"), Event("news", 1, "news-1")]
+    assert sent(state) == [sync("room:3")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "malformed event in a batch skipped: {'channel': 'room', 'id': '5', 'data': 'x'}",
+        "malformed event in a batch skipped: [1]",
+    ]
+    # The sync's reply: a batch, then its tip, which finds the client caught up.
+    items = feed(state, batch(*(event("room", i) for i in range(4, 7))), tip(room=6, news=1))
+    assert ids(items) == [("room", 4), ("room", 5), ("room", 6)]
+    assert sent(state) == []
+    assert state.positions == {"room": 6, "news": 1}
+    assert (state.stats.delivered, state.stats.duplicates, state.stats.repairs) == (5, 3, 1)
+    # A batch, then a tip ahead of it: the client pages on from the batch's last event.
+    feed(state, batch(event("room", 7), event("room", 8)), tip(room=20, news=1))
+    assert sent(state) == [sync("room:8")]
+
+
 def test_a_tip_ahead_of_the_position_syncs_and_pages_until_caught_up() -> None:
     state = ClientState({"room": 10, "news": 3})
     feed(state, tip(room=250, news=3))
@@ -275,6 +310,8 @@ def test_anything_else_is_the_applications_message(message: str | bytes) -> None
         '{"grip": "reset", "channel": "room"}',
         '{"grip": "reset", "channel": "room", "id": true}',
         '{"grip": "members", "channel": "room", "members": [1]}',
+        '{"grip": "events", "events": {"channel": "room", "id": 4, "data": "x"}}',
+        '{"grip": "events"}',
     ],
 )
 def test_a_malformed_protocol_message_is_logged_and_changes_nothing(

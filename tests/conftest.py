@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from ._stores import RedisServer, running_redis
 
 
 @pytest.fixture
@@ -16,3 +20,11 @@ def _history_in_tmp(
     apps and servers a test starts inherit ``GRIP_HISTORY_URL``."""
     directory = tmp_path_factory.mktemp("history")
     monkeypatch.setenv("GRIP_HISTORY_URL", f"sqlite:///{directory}/history.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private ``redis-server`` on 127.0.0.1 that saves nothing to disk, one for the whole
+    run. It FAILS without the ``redis-server`` command: run ``scripts/install-redis``."""
+    with running_redis() as server:
+        yield server

@@ -158,7 +158,7 @@ def test_age_retention_applies_on_append(backend: Backend) -> None:
     store = backend.open(Retention(max_events=None, max_age=0.5)).sync
     store.append("ch", "old 1")
     store.append("ch", "old 2")
-    backend.advance(0.6)
+    backend.pass_time(0.6)
     fresh = store.append("ch", "fresh")
 
     assert fresh.id == 3
@@ -173,7 +173,7 @@ def test_trim_expires_idle_channels_and_the_ids_go_on(backend: Backend) -> None:
     store = backend.open(Retention(max_events=None, max_age=0.5)).sync
     store.append("idle", "a")
     store.append("idle", "b")
-    backend.advance(0.6)
+    backend.pass_time(0.6)
 
     assert store.trim() == 2
     assert store.last_id("idle") == 2  # the counter survives
@@ -193,7 +193,7 @@ def test_both_limits_apply_together(backend: Backend) -> None:
     for n in range(4):
         store.append("ch", f"m{n}")
     assert ids(store.latest("ch", 10)) == [3, 4]
-    backend.advance(0.6)
+    backend.pass_time(0.6)
     store.append("ch", "m4")
     assert ids(store.latest("ch", 10)) == [5]
 

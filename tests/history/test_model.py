@@ -93,7 +93,7 @@ def run(store: SyncHistory, model: Model, backend: Backend, ops: list[Op]) -> No
                 model.apply(channel, now)
             assert store.trim() == before - sum(len(kept) for kept in model.events.values())
         else:
-            backend.advance(op[1])
+            backend.pass_time(op[1])
         for channel, last in model.last.items():
             assert store.last_id(channel) == last
 

@@ -12,7 +12,7 @@ import redis
 from grip_asgi.history import HistoryGapError, HistoryUnavailableError, Retention
 from grip_asgi.history.redis import RedisHistory
 
-from .conftest import RedisServer, redis_prefix, running_redis
+from .._stores import RedisServer, redis_prefix, running_redis
 
 UNBOUNDED = Retention(max_events=None, max_age=None)
 

@@ -16,8 +16,8 @@ import pytest
 
 from grip_asgi.history import StoredEvent
 
+from .._stores import RedisServer, redis_prefix
 from . import _stress_worker
-from .conftest import RedisServer, redis_prefix
 
 PER_PROCESS = 300
 APPENDERS = {"worker-1": False, "worker-2": False, "publisher": True}  # name: use the async face

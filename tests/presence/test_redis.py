@@ -12,8 +12,7 @@ import redis
 from grip_asgi.presence import PresenceUnavailableError
 from grip_asgi.presence.redis import RedisPresence
 
-from ..history.conftest import running_redis
-from .conftest import RedisServer, redis_prefix
+from .._stores import RedisServer, redis_prefix, running_redis
 
 LONG = 600.0
 

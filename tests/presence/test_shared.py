@@ -13,7 +13,8 @@ import pytest
 
 from grip_asgi.presence import Member, PresenceStore, SQLitePresence, SyncPresence
 
-from .conftest import Backend, RedisServer, redis_prefix
+from .._stores import RedisServer, redis_prefix
+from .conftest import Backend
 
 LONG = 600.0
 

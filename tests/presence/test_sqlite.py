@@ -13,7 +13,7 @@ import pytest
 from grip_asgi.history import SQLiteHistory
 from grip_asgi.presence import PresenceUnavailableError, SQLitePresence
 
-from .conftest import FakeClock
+from .._stores import FakeClock
 
 LONG = 600.0
 

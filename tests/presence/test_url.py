@@ -11,7 +11,7 @@ from grip_asgi import GripConfigError
 from grip_asgi.presence import MemoryPresence, SQLitePresence, open_presence
 from grip_asgi.presence.redis import RedisPresence
 
-from .conftest import RedisServer
+from .._stores import RedisServer
 
 
 def test_memory() -> None:

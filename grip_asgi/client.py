@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import Close
 
 from ._recovery import LAST_EVENT_ID_PARAM, format_positions
 
@@ -40,6 +41,7 @@ __all__ = (
     "Presence",
     "ReliableClient",
     "Reset",
+    "is_final_close",
 )
 
 logger = logging.getLogger("grip_asgi.client")
@@ -274,6 +276,13 @@ def _checked_id(value: object) -> int:
     return value
 
 
+def is_final_close(code: int) -> bool:
+    """Whether the server's close ``code`` ends the connection for good: the application's
+    codes (4000-4999, e.g. 4000 "left the room") and 1008 (policy violation). Any other close
+    is a drop, followed by a reconnection."""
+    return 4000 <= code <= 4999 or code == 1008
+
+
 class Backoff:
     """Reconnection delays: ``minimum`` doubling up to ``maximum``, each times a random factor
     between 0.5 and 1, so that many clients dropped at once do not return at once."""
@@ -307,6 +316,10 @@ class ReliableClient:
     Entering connects once (errors raise); afterwards a dropped connection is reopened with
     backoff between ``backoff_min`` and ``backoff_max`` seconds, resuming where it was. Items
     wait in memory until iterated.
+
+    A close from the server with a final code (:func:`is_final_close`) is not a drop: the
+    iteration ends after the items received before it, :attr:`close_code` and
+    :attr:`close_reason` say why, and :meth:`send` raises ``ConnectionError``.
     """
 
     def __init__(
@@ -327,8 +340,11 @@ class ReliableClient:
         self.open_timeout = open_timeout
         self._backoff = Backoff(backoff_min, backoff_max)
         self._items: asyncio.Queue[Item | None] = asyncio.Queue()
+        #: The code and reason of the server's final close, once it has closed for good.
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
         self._ws: ClientConnection | None = None
-        self._connected = asyncio.Event()
+        self._ready = asyncio.Event()  # set while connected, and for good once the loop ends
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
@@ -339,7 +355,7 @@ class ReliableClient:
     @property
     def connected(self) -> bool:
         """Whether a connection is open now (False while reconnecting)."""
-        return self._connected.is_set()
+        return self._ws is not None
 
     @property
     def stats(self) -> ClientStats:
@@ -381,8 +397,9 @@ class ReliableClient:
 
     async def send(self, text: str) -> None:
         """Send an application message. Waits up to ``open_timeout`` for a connection; raises
-        ``ConnectionError`` without one, or when it drops during the send (a message sent as
-        the connection drops may be lost: only the server's events are replayed)."""
+        ``ConnectionError`` without one, after the server's final close, or when the connection
+        drops during the send (a message sent as the connection drops may be lost: only the
+        server's events are replayed)."""
         try:
             await (await self._connection()).send(text)
         except ConnectionClosed as exc:
@@ -396,12 +413,18 @@ class ReliableClient:
 
     async def _connection(self) -> ClientConnection:
         try:
-            await asyncio.wait_for(self._connected.wait(), self.open_timeout)
+            await asyncio.wait_for(self._ready.wait(), self.open_timeout)
         except TimeoutError:
             raise ConnectionError(
                 f"not connected to {self.url} after {self.open_timeout} s"
             ) from None
-        assert self._ws is not None
+        if self.close_code is not None:
+            raise ConnectionError(
+                f"{self.url} closed the connection for good "
+                f"(code {self.close_code}: {self.close_reason!r})"
+            )
+        if self._ws is None:
+            raise ConnectionError(f"the client of {self.url} has stopped")
         return self._ws
 
     async def _flush(self, ws: ClientConnection) -> None:
@@ -413,7 +436,11 @@ class ReliableClient:
         try:
             while True:
                 opened = loop.time()
-                await self._read(ws)
+                close = await self._read(ws)
+                if close is not None and is_final_close(close.code):
+                    logger.info("%s closed the connection for good: %s", self.url, close)
+                    self.close_code, self.close_reason = close.code, close.reason
+                    break
                 self._backoff.ended(loop.time() - opened)
                 ws = await self._reconnect()
                 self.state.stats.reconnects += 1
@@ -421,22 +448,27 @@ class ReliableClient:
         except Exception as exc:  # a bug: end the iteration with it rather than hang
             logger.exception("the connection loop of %s failed", self.url)
             self._failure = exc
+        finally:
             self._items.put_nowait(None)
+            self._ready.set()  # senders waiting for a connection: there will be none
 
     def _opened(self, ws: ClientConnection) -> None:
         self._ws = ws
-        self._connected.set()
+        self._ready.set()
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: ClientConnection) -> Close | None:
+        """Hand on the server's messages until the connection ends; the close frame the
+        server sent, if any (None when the connection just dropped)."""
         try:
-            async for message in ws:
-                for item in self.state.receive(message):
+            while True:
+                for item in self.state.receive(await ws.recv()):
                     self._items.put_nowait(item)
                 await self._flush(ws)
         except ConnectionClosed as exc:
             logger.info("connection to %s lost: %s", self.url, exc)
+            return exc.rcvd
         finally:
-            self._connected.clear()
+            self._ready.clear()
             self._ws = None
             self.state.connection_lost()
             await ws.close()

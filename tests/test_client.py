@@ -27,6 +27,7 @@ from grip_asgi.client import (
     Presence,
     ReliableClient,
     Reset,
+    is_final_close,
 )
 
 TIMEOUT = 10  # seconds any one socket test may take
@@ -382,6 +383,15 @@ def test_the_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
         Backoff(2, 1)
 
 
+@pytest.mark.parametrize(
+    ("code", "final"),
+    [(1000, False), (1001, False), (1006, False), (1008, True), (1011, False)]
+    + [(3999, False), (4000, True), (4999, True), (5000, False)],
+)
+def test_the_apps_codes_and_policy_violation_are_final_closes(code: int, final: bool) -> None:
+    assert is_final_close(code) is final
+
+
 # --- ReliableClient against a scripted server --------------------------------------------------
 
 
@@ -545,4 +555,45 @@ async def test_a_failure_of_the_client_itself_ends_the_iteration(
                 await take(client, 1)
             with pytest.raises(RuntimeError, match="a bug"):  # and stays ended
                 await take(client, 1)
+            with pytest.raises(ConnectionError, match="has stopped"):
+                await client.send("hello")
     assert "the connection loop of" in caplog.text
+
+
+@pytest.mark.parametrize("code", [4000, 4999, 1008])
+@pytest.mark.anyio
+async def test_a_final_close_ends_the_iteration_without_reconnecting(
+    server: ScriptedServer, code: int
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with fast_client(server.url("/chat/room")) as client:
+            ws = await server.accept()
+            await ws.send(event("room", 1))
+            await ws.close(code, "left the room")
+            # What came before the close is still delivered, then the iteration ends.
+            assert [item async for item in client] == [Event("room", 1, "room-1")]
+            assert (client.close_code, client.close_reason) == (code, "left the room")
+            assert not client.connected
+            with pytest.raises(ConnectionError, match=f"closed .* for good .*{code}"):
+                await client.send("hello")
+            with pytest.raises(ConnectionError, match=str(code)):
+                await client.sync()
+            # No reconnection, though the backoff is a few hundredths of a second.
+            with pytest.raises(TimeoutError):
+                await server.accept(timeout=0.5)
+            assert client.stats.reconnects == 0
+
+
+@pytest.mark.parametrize("code", [1001, 1011, 3999])
+@pytest.mark.anyio
+async def test_other_closes_from_the_server_reconnect(server: ScriptedServer, code: int) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with fast_client(server.url("/chat/room")) as client:
+            first = await server.accept()
+            await first.send(event("room", 1))
+            await first.close(code)
+            second = await server.accept()
+            assert resumed_at(second) == "room:1"
+            await second.send(event("room", 2))
+            assert ids(await take(client, 2)) == [("room", 1), ("room", 2)]
+            assert (client.close_code, client.stats.reconnects) == (None, 1)

@@ -34,6 +34,7 @@ __all__ = (
     "in_forked_child",
     "redis_prefix",
     "running_redis",
+    "unreachable_redis_url",
     "write_lock_held",
 )
 
@@ -136,6 +137,13 @@ def running_redis() -> Iterator[RedisServer]:
 
 
 _namespaces = itertools.count(1)
+
+
+def unreachable_redis_url(password: str) -> str:
+    """A URL with ``password`` for a redis-server that has stopped: nothing listens there."""
+    with running_redis() as server:
+        port = server.port
+    return f"redis://:{password}@127.0.0.1:{port}/0"
 
 
 def redis_prefix() -> str:

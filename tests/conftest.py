@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._stores import RedisServer, running_redis
+if TYPE_CHECKING:
+    import redis
+
+    from ._stores import RedisServer
 
 
 @pytest.fixture
@@ -26,5 +30,17 @@ def _history_in_tmp(
 def redis_server() -> Iterator[RedisServer]:
     """A private ``redis-server`` on 127.0.0.1 that saves nothing to disk, one for the whole
     run. It FAILS without the ``redis-server`` command: run ``scripts/install-redis``."""
+    from ._stores import running_redis  # imported only by the tests that need Redis
+
     with running_redis() as server:
         yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain redis-py client of ``redis_server``, to look at the keys a store wrote."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import cast
 
 import pytest
@@ -12,16 +11,9 @@ import redis
 from grip_asgi.history import HistoryGapError, HistoryUnavailableError, Retention
 from grip_asgi.history.redis import RedisHistory
 
-from .._stores import RedisServer, redis_prefix, running_redis
+from .._stores import RedisServer, redis_prefix, running_redis, unreachable_redis_url
 
 UNBOUNDED = Retention(max_events=None, max_age=None)
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def test_redis_down_raises_unavailable_on_both_faces() -> None:
@@ -55,10 +47,7 @@ def test_redis_down_raises_unavailable_on_both_faces() -> None:
 
 
 def test_an_unreachable_server_from_the_start_is_unavailable_without_its_password() -> None:
-    with running_redis() as server:
-        url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
-    # The server is gone: nothing listens on its port now.
-    store = RedisHistory(url, retention=UNBOUNDED)
+    store = RedisHistory(unreachable_redis_url("s3cret"), retention=UNBOUNDED)
     with store.sync, pytest.raises(HistoryUnavailableError) as caught:
         store.sync.last_id("ch")
     assert "s3cret" not in str(caught.value)
@@ -66,55 +55,59 @@ def test_an_unreachable_server_from_the_start_is_unavailable_without_its_passwor
 
 @pytest.mark.anyio
 async def test_scripts_are_loaded_again_after_a_script_flush(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     async with RedisHistory(redis_server.url, key_prefix=redis_prefix()) as store:
         assert store.sync.append("ch", "one").id == 1
         assert (await store.append("ch", "two")).id == 2
-        raw.script_flush()
+        redis_client.script_flush()
         assert store.sync.append("ch", "three").id == 3
         assert (await store.append("ch", "four")).id == 4
         assert [event.data for event in store.sync.read("ch")] == ["one", "two", "three", "four"]
 
 
-def test_a_failed_append_writes_nothing(redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_a_failed_append_writes_nothing(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
     prefix = redis_prefix()
     store = RedisHistory(redis_server.url, retention=UNBOUNDED, key_prefix=prefix)
-    raw.set(f"{prefix}history:events:ch", "not a stream")
+    redis_client.set(f"{prefix}history:events:ch", "not a stream")
     with store.sync, pytest.raises(HistoryUnavailableError, match="WRONGTYPE"):
         store.sync.append("ch", "x")
-    assert raw.hget(f"{prefix}history:ids", "ch") is None  # the counter did not move
-    raw.delete(f"{prefix}history:events:ch")
+    assert redis_client.hget(f"{prefix}history:ids", "ch") is None  # the counter did not move
+    redis_client.delete(f"{prefix}history:events:ch")
     with RedisHistory(redis_server.url, key_prefix=prefix).sync as store_again:
         assert store_again.append("ch", "x").id == 1
 
 
 def test_keys_are_one_hash_and_a_stream_per_channel(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     prefix = redis_prefix()
     with RedisHistory(redis_server.url, key_prefix=prefix).sync as store:
         store.append("news", "a")
         store.append("news", "b", event="update")
         store.append("a:b", "c")
-    assert set(raw.scan_iter(match=f"{prefix}*")) == {
+    assert set(redis_client.scan_iter(match=f"{prefix}*")) == {
         f"{prefix}history:ids",
         f"{prefix}history:events:news",
         f"{prefix}history:events:a:b",
     }
-    assert raw.hgetall(f"{prefix}history:ids") == {"news": "2", "a:b": "1"}
-    entries = cast(list[tuple[str, dict[str, str]]], raw.xrange(f"{prefix}history:events:news"))
+    assert redis_client.hgetall(f"{prefix}history:ids") == {"news": "2", "a:b": "1"}
+    entries = cast(
+        list[tuple[str, dict[str, str]]], redis_client.xrange(f"{prefix}history:events:news")
+    )
     assert [entry_id for entry_id, _ in entries] == ["1-0", "2-0"]
     assert [(fields["e"], fields["d"]) for _, fields in entries] == [("", "a"), ("update", "b")]
 
 
 def test_event_times_come_from_the_server_clock(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     with RedisHistory(redis_server.url, key_prefix=redis_prefix()).sync as store:
-        before = raw.time()
+        before = redis_client.time()
         event = store.append("ch", "x")
-        after = raw.time()
+        after = redis_client.time()
     assert before[0] + before[1] / 1e6 <= event.time <= after[0] + after[1] / 1e6
 
 

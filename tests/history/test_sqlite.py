@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from grip_asgi.history import HistoryUnavailableError, Retention, SQLiteHistory
+
+from .._stores import in_forked_child, write_lock_held
 
 UNBOUNDED = Retention(max_events=None, max_age=None)
 
@@ -33,18 +33,13 @@ def test_a_write_lock_held_past_busy_timeout_is_unavailable_and_reads_go_on(
     path = tmp_path / "history.sqlite3"
     with SQLiteHistory(path, busy_timeout=0.2).sync as store:
         store.append("ch", "first")
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        with write_lock_held(path):
             with pytest.raises(HistoryUnavailableError, match="database is locked") as caught:
                 store.append("ch", "blocked")
             assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
             assert str(path) in str(caught.value)
             # WAL: readers do not wait for the writer.
             assert [event.data for event in store.read("ch")] == ["first"]
-            other.execute("COMMIT")
-        finally:
-            other.close()
         assert store.append("ch", "after").id == 2  # the failed append used no id
 
 
@@ -80,9 +75,7 @@ async def test_the_async_face_waits_for_the_lock_without_blocking_the_loop(
     path = tmp_path / "history.sqlite3"
     async with SQLiteHistory(path, busy_timeout=30) as store:
         await store.append("ch", "first")
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            other.execute("BEGIN IMMEDIATE")
+        with write_lock_held(path) as other:
             waiting = asyncio.ensure_future(store.append("ch", "waits for the lock"))
             # If the append blocked the loop, this task could not release the lock, and the
             # append would fail after its 30 s busy timeout instead.
@@ -90,12 +83,6 @@ async def test_the_async_face_waits_for_the_lock_without_blocking_the_loop(
             assert not waiting.done()
             other.execute("COMMIT")
             assert (await asyncio.wait_for(waiting, timeout=30)).id == 2
-        finally:
-            other.close()
-
-
-def _append_in_child(store: SQLiteHistory, results: Any) -> None:
-    results.put([store.sync.append("ch", f"child {n}").id for n in range(3)])
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -103,18 +90,8 @@ def test_a_store_made_before_fork_works_in_the_child(tmp_path: Path) -> None:
     # gunicorn --preload: the app (and its store) is made in the master, then forked.
     store = SQLiteHistory(tmp_path / "history.sqlite3", retention=UNBOUNDED)
     store.sync.append("ch", "parent 0")  # the parent has a connection open now
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    child = context.Process(target=_append_in_child, args=(store, results))
-    child.start()
-    try:
-        assert results.get(timeout=60) == [2, 3, 4]
-        child.join(timeout=30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.terminate()
-            child.join(timeout=10)
+    appended = in_forked_child(lambda: [store.sync.append("ch", f"child {n}").id for n in range(3)])
+    assert appended == [2, 3, 4]
     assert store.sync.append("ch", "parent 1").id == 5
     assert [event.data for event in store.sync.read("ch")] == [
         "parent 0",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -12,56 +11,53 @@ import redis
 from grip_asgi.presence import PresenceUnavailableError
 from grip_asgi.presence.redis import RedisPresence
 
-from .._stores import RedisServer, redis_prefix, running_redis
+from .._stores import RedisServer, redis_prefix, running_redis, unreachable_redis_url
 
 LONG = 600.0
 
 
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def server_time(raw: redis.Redis) -> float:
-    seconds, micros = raw.time()
+def server_time(redis_client: redis.Redis) -> float:
+    seconds, micros = redis_client.time()
     return seconds + micros / 1e6
 
 
 def test_keys_are_a_sorted_set_and_a_hash_per_channel(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     prefix = redis_prefix()
     with RedisPresence(redis_server.url, key_prefix=prefix).sync as store:
         store.join("room", "c1", ttl=LONG, user="ann", info={"n": 1.5, "big": 10**20})
         store.join("a:b", "c2", ttl=LONG)
         [member] = store.members("room")
-    assert set(raw.scan_iter(match=f"{prefix}*")) == {
+    assert set(redis_client.scan_iter(match=f"{prefix}*")) == {
         f"{prefix}presence:members:room",
         f"{prefix}presence:info:room",
         f"{prefix}presence:members:a:b",
         f"{prefix}presence:info:a:b",
     }
-    assert raw.zrange(f"{prefix}presence:members:room", 0, -1, withscores=True) == [
+    assert redis_client.zrange(f"{prefix}presence:members:room", 0, -1, withscores=True) == [
         ("c1", pytest.approx(member.expires, abs=1e-6))
     ]
-    stored = json.loads(raw.hget(f"{prefix}presence:info:room", "c1") or "")
+    stored = json.loads(redis_client.hget(f"{prefix}presence:info:room", "c1") or "")
     # info is kept as given (Lua never re-encodes it), user and the join time beside it.
     assert stored == {"joined": member.joined, "user": "ann", "info": {"n": 1.5, "big": 10**20}}
 
 
-def test_times_come_from_the_server_clock(redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_times_come_from_the_server_clock(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
     with RedisPresence(redis_server.url, key_prefix=redis_prefix()).sync as store:
-        before = server_time(raw)
+        before = server_time(redis_client)
         store.join("room", "c1", ttl=30)
-        after = server_time(raw)
+        after = server_time(redis_client)
         [member] = store.members("room")
     assert before <= member.joined <= after
     assert member.expires == pytest.approx(member.joined + 30, abs=1e-5)
 
 
-def test_the_last_member_gone_leaves_no_keys(redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_the_last_member_gone_leaves_no_keys(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
     prefix = redis_prefix()
     with RedisPresence(redis_server.url, key_prefix=prefix).sync as store:
         store.join("room", "c1", ttl=LONG)
@@ -69,32 +65,32 @@ def test_the_last_member_gone_leaves_no_keys(redis_server: RedisServer, raw: red
         assert store.leave("room", "c1") is not None
         asyncio.run(asyncio.sleep(0.3))
         assert [m.client for m in store.expire("room")] == ["c2"]
-    assert list(raw.scan_iter(match=f"{prefix}*")) == []
+    assert list(redis_client.scan_iter(match=f"{prefix}*")) == []
 
 
 @pytest.mark.anyio
 async def test_scripts_are_loaded_again_after_a_script_flush(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     async with RedisPresence(redis_server.url, key_prefix=redis_prefix()) as store:
         assert store.sync.join("room", "c1", ttl=LONG) is True
         assert await store.join("room", "c2", ttl=LONG) is True
-        raw.script_flush()
+        redis_client.script_flush()
         assert store.sync.touch("room", "c1", ttl=LONG) is True
         assert [m.client for m in await store.members("room")] == ["c1", "c2"]
 
 
 def test_a_key_of_the_wrong_type_is_unavailable_and_changes_nothing(
-    redis_server: RedisServer, raw: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     prefix = redis_prefix()
-    raw.set(f"{prefix}presence:info:room", "not a hash")
+    redis_client.set(f"{prefix}presence:info:room", "not a hash")
     store = RedisPresence(redis_server.url, key_prefix=prefix).sync
     with store, pytest.raises(PresenceUnavailableError, match="WRONGTYPE"):
         store.join("room", "c1", ttl=LONG)
     # Redis does not roll a failed script back: the script checks both keys before writing.
-    assert raw.exists(f"{prefix}presence:members:room") == 0
-    assert raw.get(f"{prefix}presence:info:room") == "not a hash"
+    assert redis_client.exists(f"{prefix}presence:members:room") == 0
+    assert redis_client.get(f"{prefix}presence:info:room") == "not a hash"
 
 
 def test_redis_down_raises_unavailable_on_both_faces() -> None:
@@ -127,9 +123,7 @@ def test_redis_down_raises_unavailable_on_both_faces() -> None:
 
 
 def test_an_unreachable_server_is_unavailable_without_its_password() -> None:
-    with running_redis() as server:
-        url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
-    store = RedisPresence(url)
+    store = RedisPresence(unreachable_redis_url("s3cret"))
     with store.sync, pytest.raises(PresenceUnavailableError) as caught:
         store.sync.members("room")
     assert "s3cret" not in str(caught.value)

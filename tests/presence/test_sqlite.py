@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from grip_asgi.history import SQLiteHistory
 from grip_asgi.presence import PresenceUnavailableError, SQLitePresence
 
-from .._stores import FakeClock
+from .._stores import FakeClock, in_forked_child, write_lock_held
 
 LONG = 600.0
 
@@ -40,9 +38,7 @@ def test_a_write_lock_held_past_busy_timeout_is_unavailable_and_reads_go_on(
     path = tmp_path / "presence.sqlite3"
     with SQLitePresence(path, busy_timeout=0.2).sync as store:
         store.join("room", "c1", ttl=LONG)
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        with write_lock_held(path):
             for call in (
                 lambda: store.join("room", "c2", ttl=LONG),
                 lambda: store.touch("room", "c1", ttl=LONG),
@@ -55,9 +51,6 @@ def test_a_write_lock_held_past_busy_timeout_is_unavailable_and_reads_go_on(
                 assert str(path) in str(caught.value)
             # WAL: readers do not wait for the writer.
             assert [m.client for m in store.members("room")] == ["c1"]
-            other.execute("COMMIT")
-        finally:
-            other.close()
         assert store.leave("room", "c1") is not None
 
 
@@ -72,10 +65,6 @@ def test_busy_timeout_must_be_positive(tmp_path: Path) -> None:
         SQLitePresence(tmp_path / "p.db", busy_timeout=0)
 
 
-def _sweep_in_child(store: SQLitePresence, results: Any) -> None:
-    results.put(sorted(m.client for m in store.sync.expire("room")))
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_store_made_before_fork_works_in_the_child(tmp_path: Path) -> None:
     # gunicorn --preload: the app (and its store) is made in the master, then forked.
@@ -85,18 +74,8 @@ def test_a_store_made_before_fork_works_in_the_child(tmp_path: Path) -> None:
     store.sync.join("room", "gone-1", ttl=1)
     store.sync.join("room", "gone-2", ttl=1)
     clock.advance(1)
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    child = context.Process(target=_sweep_in_child, args=(store, results))
-    child.start()
-    try:
-        assert results.get(timeout=60) == ["gone-1", "gone-2"]
-        child.join(timeout=30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.terminate()
-            child.join(timeout=10)
+    swept = in_forked_child(lambda: sorted(m.client for m in store.sync.expire("room")))
+    assert swept == ["gone-1", "gone-2"]
     assert store.sync.expire("room") == []  # the child took them
     assert [m.client for m in store.sync.members("room")] == ["stays"]
     store.sync.close()

@@ -5,6 +5,10 @@ balancer would split them), both route to one app (two workers), and the app is 
 with both proxies through ``GRIP_PROXIES``. Each Pushpin signs ``Grip-Sig`` with its own key;
 each proxy entry carries the key that verifies it. A publish must go to every Pushpin, since
 each one holds only its own clients.
+
+Plain publishes reach the example's HTTP streams and, for WebSocket clients, the hand-written
+``tests/e2e/rawapp.py`` (the example's chat is a reliable WebSocket, on its own channel): each
+Pushpin routes ``/ws`` to it. The chat itself crosses the Pushpins through the app's publisher.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import httpx
@@ -22,9 +27,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from grip_asgi.client import Event, ReliableClient
 from grip_asgi.pushpin import Pushpin, _free_ports
 
-from .servers import REPO_ROOT, ProcessServer, log_tail, publish_until
+from .servers import REPO_ROOT, ProcessServer, UvicornServer, log_tail, publish_until
 from .test_examples import django_asgi, fastapi
 
 TIMEOUT = 15  # seconds any one test may take, start-up excluded
@@ -35,6 +41,8 @@ SIG_KEYS = ("first pushpin signs with this key!", "second pushpin signs with thi
 CLIENTS_PER_KIND = 2
 
 ServerFactory = Callable[[int, dict[str, str]], ProcessServer]
+#: A WebSocket-over-HTTP app whose ``POST /ws`` subscribes to the channel a client names.
+RAWAPP = "tests.e2e.rawapp:app"
 
 
 @dataclass(frozen=True)
@@ -58,26 +66,46 @@ def grip_proxies(pushpins: Sequence[Pushpin]) -> str:
     return json.dumps(entries)
 
 
+@contextlib.contextmanager
+def plain_websocket_app() -> Iterator[str]:
+    """``tests/e2e/rawapp.py`` running; yields the Pushpin route that sends ``/ws`` to it.
+
+    Started before a test picks its other ports: a port it listens on is never picked."""
+    server = UvicornServer(RAWAPP, ready_path="/health")
+    try:
+        with server:
+            yield f"*,path_beg=/ws 127.0.0.1:{server.port},over_http"
+    finally:
+        _print_log(server)
+
+
 @pytest.fixture(params=[fastapi, django_asgi], ids=["fastapi", "django"])
-def scaled_out(request: pytest.FixtureRequest) -> Iterator[ScaledOut]:
+def scaled_out(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScaledOut]:
     factory: ServerFactory = request.param
-    # All five ports at once, so no two of them can be the same.
-    app_port, *pushpin_ports = _free_ports(5)
-    first, second = (
-        Pushpin(
-            f"127.0.0.1:{app_port}",
-            http_port=pushpin_ports[2 * index],
-            control_port=pushpin_ports[2 * index + 1],
-            sig_iss=SIG_ISS,
-            sig_key=key,
-        )
-        for index, key in enumerate(SIG_KEYS)
-    )
-    # GRIP_URL is emptied so that only GRIP_PROXIES configures the app (an empty one is unset).
-    env = {"GRIP_URL": "", "GRIP_PROXIES": grip_proxies([first, second])}
-    server = factory(app_port, env)
     with contextlib.ExitStack() as stack:
-        # Exits run in reverse: the Pushpins stop, then the server, then the logs are printed.
+        websocket_route = stack.enter_context(plain_websocket_app())
+        # All five ports at once, so no two of them can be the same.
+        app_port, *pushpin_ports = _free_ports(5)
+        first, second = (
+            Pushpin(
+                f"127.0.0.1:{app_port}",
+                http_port=pushpin_ports[2 * index],
+                control_port=pushpin_ports[2 * index + 1],
+                sig_iss=SIG_ISS,
+                sig_key=key,
+                extra_routes=[websocket_route],
+            )
+            for index, key in enumerate(SIG_KEYS)
+        )
+        # GRIP_URL is emptied so that only GRIP_PROXIES configures the app (an empty one is
+        # unset). The chat's history and members: in this test's directory.
+        env = {
+            "GRIP_URL": "",
+            "GRIP_PROXIES": grip_proxies([first, second]),
+            "GRIP_HISTORY_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+        }
+        server = factory(app_port, env)
+        # Exits run in reverse: the Pushpins stop, then the servers, then the logs are printed.
         for process in (server, first, second):
             stack.callback(_print_log, process)
         server.launch()
@@ -145,6 +173,23 @@ async def pump_websocket(websocket: ClientConnection, inbox: Inbox) -> None:
     inbox.close()
 
 
+async def pump_reliable(client: ReliableClient, inbox: Inbox) -> None:
+    """Each event's data, a line each (the client's iteration ends when it is closed)."""
+    async for item in client:
+        if isinstance(item, Event):
+            inbox.add(f"{item.data}\n")
+    inbox.close()
+
+
+async def subscribe_plain(
+    stack: contextlib.AsyncExitStack, pushpin: Pushpin, channel: str
+) -> ClientConnection:
+    """A WebSocket client of ``channel`` on ``pushpin`` (rawapp's ``/ws``, told to subscribe)."""
+    websocket = await stack.enter_async_context(connect(f"{pushpin.ws_url}/ws", open_timeout=5))
+    await websocket.send(f"subscribe:{channel}")
+    return websocket
+
+
 async def pump_stream(response: httpx.Response, inbox: Inbox) -> None:
     try:
         async for chunk in response.aiter_text():
@@ -160,7 +205,7 @@ async def clients_of(
 ) -> AsyncIterator[dict[Pushpin, list[Inbox]]]:
     """WebSocket and HTTP stream clients of ``channel`` on each Pushpin, each with an inbox.
 
-    WebSocket clients join the chat room ``channel``; stream clients hold ``/stream/channel``.
+    WebSocket clients subscribe to ``channel`` (rawapp); stream clients hold ``/stream/channel``.
     """
     inboxes: dict[Pushpin, list[Inbox]] = {}
     async with (
@@ -171,8 +216,7 @@ async def clients_of(
         for number, pushpin in enumerate(deployment.pushpins, 1):
             inboxes[pushpin] = []
             for index in range(CLIENTS_PER_KIND):
-                url = f"{pushpin.ws_url}/chat/{channel}"
-                websocket = await stack.enter_async_context(connect(url, open_timeout=5))
+                websocket = await subscribe_plain(stack, pushpin, channel)
                 inbox = Inbox(f"websocket {index} on pushpin {number}")
                 tasks.start_soon(pump_websocket, websocket, inbox)
                 inboxes[pushpin].append(inbox)
@@ -270,13 +314,13 @@ async def test_a_chat_message_crosses_from_one_pushpin_to_the_other(scaled_out: 
     room = "crossing"
     with anyio.fail_after(TIMEOUT):
         async with (
-            connect(f"{first.ws_url}/chat/{room}", open_timeout=5) as alice,
-            connect(f"{second.ws_url}/chat/{room}", open_timeout=5) as bob,
+            ReliableClient(f"{first.ws_url}/chat/{room}?name=alice", channels=[room]) as alice,
+            ReliableClient(f"{second.ws_url}/chat/{room}?name=bob", channels=[room]) as bob,
             anyio.create_task_group() as tasks,
         ):
             alice_got, bob_got = Inbox("alice on pushpin 1"), Inbox("bob on pushpin 2")
-            tasks.start_soon(pump_websocket, alice, alice_got)
-            tasks.start_soon(pump_websocket, bob, bob_got)
+            tasks.start_soon(pump_reliable, alice, alice_got)
+            tasks.start_soon(pump_reliable, bob, bob_got)
 
             # The first messages may race the subscriptions (spec §6.1): Alice says hi until
             # her own message comes back through her Pushpin and Bob's arrives through his.
@@ -291,7 +335,11 @@ async def test_a_chat_message_crosses_from_one_pushpin_to_the_other(scaled_out: 
             assert "hi " in alice_got.text, f"{alice_got!r} after {attempt} messages"
             assert "hi " in bob_got.text, f"{bob_got!r} after {attempt} messages"
 
-            # Both are subscribed: Bob's one message reaches Alice through the other Pushpin.
+            # Both are subscribed: Bob's one message reaches Alice through the other Pushpin,
+            # live. Nothing here makes her ask the app for a message she lacks (no sync, no
+            # reconnect), so the app's publish to her Pushpin is the only way it comes.
+            repairs = alice.stats.repairs
             await bob.send("hello from the second pushpin")
             await all_receive([alice_got], "hello from the second pushpin")
+            assert (alice.stats.repairs, alice.stats.reconnects) == (repairs, 0)
             tasks.cancel_scope.cancel()

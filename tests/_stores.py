@@ -13,10 +13,11 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +31,9 @@ __all__ = (
     "Backend",
     "FakeClock",
     "RedisServer",
+    "assert_each_fails",
     "backend_fixture",
+    "hide_the_redis_package",
     "in_forked_child",
     "redis_prefix",
     "running_redis",
@@ -39,6 +42,7 @@ __all__ = (
 )
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Exception)
 _Store = TypeVar("_Store", HistoryStore, PresenceStore)
 
 
@@ -265,3 +269,29 @@ def in_forked_child(function: Callable[[], _T]) -> _T:
 
 def _put_result(function: Callable[[], Any], results: Any) -> None:
     results.put(function())
+
+
+def assert_each_fails(
+    calls: Iterable[Callable[[], object]],
+    error: type[_E],
+    *,
+    match: str,
+    cause: type[BaseException],
+) -> list[_E]:
+    """Each call must raise ``error``, its message matching ``match``, from a ``cause``
+    (the backend's own exception); returns the errors."""
+    errors = []
+    for call in calls:
+        with pytest.raises(error, match=match) as caught:
+            call()
+        assert isinstance(caught.value.__cause__, cause)
+        errors.append(caught.value)
+    return errors
+
+
+def hide_the_redis_package(monkeypatch: pytest.MonkeyPatch, store_module: str) -> None:
+    """Make the next import of ``store_module`` (a Redis store) fail as it would without the
+    redis package installed."""
+    for module in (store_module, "grip_asgi._redis"):  # imported again
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail

@@ -11,7 +11,13 @@ import redis
 from grip_asgi.history import HistoryGapError, HistoryUnavailableError, Retention
 from grip_asgi.history.redis import RedisHistory
 
-from .._stores import RedisServer, redis_prefix, running_redis, unreachable_redis_url
+from .._stores import (
+    RedisServer,
+    assert_each_fails,
+    redis_prefix,
+    running_redis,
+    unreachable_redis_url,
+)
 
 UNBOUNDED = Retention(max_events=None, max_age=None)
 
@@ -23,17 +29,17 @@ def test_redis_down_raises_unavailable_on_both_faces() -> None:
         assert store.sync.append("ch", "before").id == 1
         server.stop()
 
-        for call in (
+        calls = (
             lambda: store.sync.append("ch", "lost?"),
             lambda: store.sync.read("ch"),
             lambda: store.sync.last_id("ch"),
             lambda: store.sync.latest("ch"),
             lambda: store.sync.trim(),
-        ):
-            with pytest.raises(HistoryUnavailableError, match="is unavailable") as caught:
-                call()
-            assert isinstance(caught.value.__cause__, redis.ConnectionError)
-            assert caught.value.store == server.url
+        )
+        errors = assert_each_fails(
+            calls, HistoryUnavailableError, match="is unavailable", cause=redis.ConnectionError
+        )
+        assert [error.store for error in errors] == [server.url] * len(calls)
 
         async def async_calls() -> None:
             async with store:

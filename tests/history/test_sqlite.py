@@ -12,7 +12,7 @@ import pytest
 
 from grip_asgi.history import HistoryUnavailableError, Retention, SQLiteHistory
 
-from .._stores import in_forked_child, write_lock_held
+from .._stores import assert_each_fails, in_forked_child, write_lock_held
 
 UNBOUNDED = Retention(max_events=None, max_age=None)
 
@@ -34,10 +34,13 @@ def test_a_write_lock_held_past_busy_timeout_is_unavailable_and_reads_go_on(
     with SQLiteHistory(path, busy_timeout=0.2).sync as store:
         store.append("ch", "first")
         with write_lock_held(path):
-            with pytest.raises(HistoryUnavailableError, match="database is locked") as caught:
-                store.append("ch", "blocked")
-            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
-            assert str(path) in str(caught.value)
+            [error] = assert_each_fails(
+                [lambda: store.append("ch", "blocked")],
+                HistoryUnavailableError,
+                match="database is locked",
+                cause=sqlite3.OperationalError,
+            )
+            assert str(path) in str(error)
             # WAL: readers do not wait for the writer.
             assert [event.data for event in store.read("ch")] == ["first"]
         assert store.append("ch", "after").id == 2  # the failed append used no id

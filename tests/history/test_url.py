@@ -20,6 +20,8 @@ from grip_asgi.history import (
     parse_history_url,
 )
 
+from .._stores import hide_the_redis_package
+
 # -- shapes --------------------------------------------------------------------------------------
 
 
@@ -229,9 +231,7 @@ def test_retention_takes_positive_numbers_and_none() -> None:
 def test_without_the_redis_package_a_redis_url_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for module in ("grip_asgi.history.redis", "grip_asgi._redis"):  # imported again
-        monkeypatch.delitem(sys.modules, module)
-    monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail
+    hide_the_redis_package(monkeypatch, "grip_asgi.history.redis")
     with pytest.raises(GripConfigError, match=r"pip install 'grip-asgi\[redis\]'"):
         open_history("redis://:s3cret@h/0")
     assert isinstance(open_history("memory:"), MemoryHistory)

@@ -11,7 +11,13 @@ import redis
 from grip_asgi.presence import PresenceUnavailableError
 from grip_asgi.presence.redis import RedisPresence
 
-from .._stores import RedisServer, redis_prefix, running_redis, unreachable_redis_url
+from .._stores import (
+    RedisServer,
+    assert_each_fails,
+    redis_prefix,
+    running_redis,
+    unreachable_redis_url,
+)
 
 LONG = 600.0
 
@@ -99,17 +105,17 @@ def test_redis_down_raises_unavailable_on_both_faces() -> None:
         assert store.sync.join("room", "c1", ttl=LONG) is True
         server.stop()
 
-        for call in (
+        calls = (
             lambda: store.sync.join("room", "c2", ttl=LONG),
             lambda: store.sync.touch("room", "c1", ttl=LONG),
             lambda: store.sync.leave("room", "c1"),
             lambda: store.sync.members("room"),
             lambda: store.sync.expire("room"),
-        ):
-            with pytest.raises(PresenceUnavailableError, match="is unavailable") as caught:
-                call()
-            assert isinstance(caught.value.__cause__, redis.ConnectionError)
-            assert caught.value.store == server.url
+        )
+        errors = assert_each_fails(
+            calls, PresenceUnavailableError, match="is unavailable", cause=redis.ConnectionError
+        )
+        assert [error.store for error in errors] == [server.url] * len(calls)
 
         async def async_calls() -> None:
             async with store:

@@ -11,7 +11,7 @@ import pytest
 from grip_asgi.history import SQLiteHistory
 from grip_asgi.presence import PresenceUnavailableError, SQLitePresence
 
-from .._stores import FakeClock, in_forked_child, write_lock_held
+from .._stores import FakeClock, assert_each_fails, in_forked_child, write_lock_held
 
 LONG = 600.0
 
@@ -39,16 +39,19 @@ def test_a_write_lock_held_past_busy_timeout_is_unavailable_and_reads_go_on(
     with SQLitePresence(path, busy_timeout=0.2).sync as store:
         store.join("room", "c1", ttl=LONG)
         with write_lock_held(path):
-            for call in (
+            calls = (
                 lambda: store.join("room", "c2", ttl=LONG),
                 lambda: store.touch("room", "c1", ttl=LONG),
                 lambda: store.leave("room", "c1"),
                 lambda: store.expire("room"),
-            ):
-                with pytest.raises(PresenceUnavailableError, match="database is locked") as caught:
-                    call()
-                assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
-                assert str(path) in str(caught.value)
+            )
+            errors = assert_each_fails(
+                calls,
+                PresenceUnavailableError,
+                match="database is locked",
+                cause=sqlite3.OperationalError,
+            )
+            assert all(str(path) in str(error) for error in errors)
             # WAL: readers do not wait for the writer.
             assert [m.client for m in store.members("room")] == ["c1"]
         assert store.leave("room", "c1") is not None

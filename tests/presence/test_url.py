@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from grip_asgi import GripConfigError
 from grip_asgi.presence import MemoryPresence, SQLitePresence, open_presence
 from grip_asgi.presence.redis import RedisPresence
 
-from .._stores import RedisServer
+from .._stores import RedisServer, hide_the_redis_package
 
 
 def test_memory() -> None:
@@ -99,9 +98,7 @@ def test_a_url_must_be_a_str() -> None:
 def test_without_the_redis_package_a_redis_url_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for module in ("grip_asgi.presence.redis", "grip_asgi._redis"):  # imported again
-        monkeypatch.delitem(sys.modules, module)
-    monkeypatch.setitem(sys.modules, "redis", None)  # makes `import redis` fail
+    hide_the_redis_package(monkeypatch, "grip_asgi.presence.redis")
     with pytest.raises(GripConfigError, match=r"pip install 'grip-asgi\[redis\]'") as caught:
         open_presence("redis://:s3cret@h/0")
     assert "for the presence URL" in str(caught.value)

@@ -1,7 +1,9 @@
 """Publishing over Pushpin's ZeroMQ sockets, and subscriber counts from its stats socket.
 
-Real Pushpins, the FastAPI example app behind them under uvicorn, and real WebSocket, HTTP
-stream and SSE clients:
+Real Pushpins, the FastAPI example app behind them under uvicorn (its HTTP streams and SSE),
+``tests/e2e/rawapp.py`` for WebSocket clients of a plain channel (each Pushpin routes ``/ws``
+to it: the example's chat is a reliable WebSocket, on its own channel), and real WebSocket,
+HTTP stream and SSE clients:
 
 - PUSH to one Pushpin's ``push_in_spec`` (``zmq+ipc://`` and ``zmq+tcp://``), and answered
   ``publish`` requests to its ``command_spec``, reach every kind of client, from the
@@ -27,7 +29,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
 from grip_asgi import Item, Publisher, text_formats
 from grip_asgi.pushpin import Pushpin, _free_ports
@@ -35,7 +36,14 @@ from grip_asgi.zmq import SubscriberCounts
 
 from .servers import REPO_ROOT, ProcessServer, ProxiedApp, log_tail
 from .test_examples import fastapi
-from .test_scale_out import Inbox, all_receive, pump_stream, pump_websocket
+from .test_scale_out import (
+    Inbox,
+    all_receive,
+    plain_websocket_app,
+    pump_stream,
+    pump_websocket,
+    subscribe_plain,
+)
 
 TIMEOUT = 20  # seconds any one test may take, start-up excluded
 ProxiedAppFactory = Callable[..., ProxiedApp]
@@ -43,14 +51,22 @@ ProxiedAppFactory = Callable[..., ProxiedApp]
 
 @pytest.fixture
 def history_env(tmp_path: Path) -> dict[str, str]:
-    """The example chat keeps a history: in this test's directory, not the repository's."""
+    """The example app's channel history, should anything open it: in this test's directory,
+    not the repository's."""
     return {"GRIP_HISTORY_URL": f"sqlite:///{tmp_path}/history.sqlite3"}
+
+
+@pytest.fixture
+def websocket_route() -> Iterator[str]:
+    """The Pushpin route of ``/ws`` to a running ``tests/e2e/rawapp.py``."""
+    with plain_websocket_app() as route:
+        yield route
 
 
 @contextlib.asynccontextmanager
 async def clients(pushpins: Sequence[Pushpin], channel: str) -> AsyncIterator[list[Inbox]]:
-    """On each Pushpin: a WebSocket chat member, an HTTP stream and an SSE stream of
-    ``channel``; their inboxes. Leaving the block disconnects them all."""
+    """On each Pushpin: a WebSocket client (rawapp's ``/ws``), an HTTP stream and an SSE stream
+    of ``channel``; their inboxes. Leaving the block disconnects them all."""
     inboxes: list[Inbox] = []
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as http,
@@ -58,8 +74,7 @@ async def clients(pushpins: Sequence[Pushpin], channel: str) -> AsyncIterator[li
         anyio.create_task_group() as tasks,
     ):
         for number, pushpin in enumerate(pushpins, 1):
-            url = f"{pushpin.ws_url}/chat/{channel}"
-            websocket = await stack.enter_async_context(connect(url, open_timeout=5))
+            websocket = await subscribe_plain(stack, pushpin, channel)
             inboxes.append(Inbox(f"websocket on pushpin {number}"))
             tasks.start_soon(pump_websocket, websocket, inboxes[-1])
             for kind in ("stream", "sse"):
@@ -90,9 +105,14 @@ def cli_publish(grip_url: str, channel: str, message: str) -> subprocess.Complet
 @pytest.mark.parametrize("socket", ["ipc push", "tcp push", "tcp command"])
 @pytest.mark.anyio
 async def test_push_reaches_websocket_stream_and_sse_clients_and_counts_follow_them(
-    proxied_app: ProxiedAppFactory, history_env: dict[str, str], socket: str
+    proxied_app: ProxiedAppFactory,
+    history_env: dict[str, str],
+    websocket_route: str,
+    socket: str,
 ) -> None:
-    app = proxied_app(fastapi, env=history_env, zmq_tcp=socket.startswith("tcp"))
+    app = proxied_app(
+        fastapi, env=history_env, zmq_tcp=socket.startswith("tcp"), extra_routes=[websocket_route]
+    )
     pushpin = app.pushpin
     grip_url = pushpin.zmq_grip_url
     assert grip_url is not None and grip_url.startswith("zmq+" + socket[:3])
@@ -123,14 +143,20 @@ async def test_push_reaches_websocket_stream_and_sse_clients_and_counts_follow_t
 
 @pytest.fixture
 def two_pushpins_subscribed_to_a_publisher(
-    history_env: dict[str, str],
+    history_env: dict[str, str], websocket_route: str
 ) -> Iterator[tuple[str, tuple[Pushpin, Pushpin]]]:
     """A PUB address, and two Pushpins in front of one app that connect their SUB sockets to
     it; the publisher that binds it is the test's."""
     app_port, pub_port = _free_ports(2)
     address = f"tcp://127.0.0.1:{pub_port}"
     first, second = (
-        Pushpin(f"127.0.0.1:{app_port}", zmq_tcp=True, subscribe_to=[address]) for _ in range(2)
+        Pushpin(
+            f"127.0.0.1:{app_port}",
+            zmq_tcp=True,
+            subscribe_to=[address],
+            extra_routes=[websocket_route],
+        )
+        for _ in range(2)
     )
     # Both sign Grip-Sig with the same key, so the app's GRIP_URL verifies either.
     server = fastapi(app_port, {"GRIP_URL": first.grip_url, **history_env})
@@ -190,9 +216,9 @@ async def test_a_pub_publisher_reaches_two_pushpins_that_subscribe_to_it(
 
 @pytest.mark.anyio
 async def test_a_pub_publisher_can_connect_to_a_pushpins_bound_sub_socket(
-    proxied_app: ProxiedAppFactory, history_env: dict[str, str]
+    proxied_app: ProxiedAppFactory, history_env: dict[str, str], websocket_route: str
 ) -> None:
-    app = proxied_app(fastapi, env=history_env, zmq_tcp=True)
+    app = proxied_app(fastapi, env=history_env, zmq_tcp=True, extra_routes=[websocket_route])
     spec = app.pushpin.push_in_sub_spec
     assert spec is not None and app.pushpin.stats_spec is not None
     with SubscriberCounts(app.pushpin.stats_spec) as counts, anyio.fail_after(TIMEOUT):

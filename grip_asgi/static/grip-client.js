@@ -51,6 +51,8 @@
   }
 
   const isId = (id) => Number.isSafeInteger(id) && id >= 0;
+  const isEvent = (e) => !!e && typeof e.channel === "string" && isId(e.id) &&
+    typeof e.data === "string" && (e.event == null || typeof e.event === "string");
 
   function withPositions(url, positions) {
     const resumed = new URL(url);
@@ -140,9 +142,13 @@
         m = typeof text === "string" ? JSON.parse(text) : null;
       } catch (err) { /* not JSON: the application's */ }
       if (!m || typeof m !== "object" || Array.isArray(m)) return call(this.options.onmessage, text);
-      if (m.grip === undefined) {
-        const isEvent = typeof m.channel === "string" && isId(m.id) && typeof m.data === "string";
-        return isEvent ? this._event(m) : call(this.options.onmessage, text);
+      if (m.grip === undefined) return isEvent(m) ? this._event(m) : call(this.options.onmessage, text);
+      if (m.grip === "events" && Array.isArray(m.events)) {
+        for (const e of m.events) {
+          if (isEvent(e)) this._event(e);
+          else console.warn("grip-client: malformed event in a batch skipped:", JSON.stringify(e));
+        }
+        return;
       }
       if (m.grip === "tip" && m.ids && Object.values(m.ids).every(isId)) return this._tip(m.ids);
       if (m.grip === "reset" && typeof m.channel === "string" && isId(m.id)) return this._reset(m.channel, m.id);

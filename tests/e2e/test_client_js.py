@@ -22,7 +22,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 import grip_asgi
 
-from ..test_client import ScriptedServer, event, recv_json, reset, resumed_at, sync, tip
+from ..test_client import ScriptedServer, batch, event, recv_json, reset, resumed_at, sync, tip
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 TIMEOUT = 30  # seconds any one test may take, the browser's start-up included
@@ -219,6 +219,40 @@ async def test_socket_reports_resets_presence_and_the_applications_messages(
         assert members == [bob]
         assert await seen(page, "messages") == ["plain text", '{"note": "an app\'s JSON"}']
         assert (await page.evaluate("client.stats"))["resets"] == 1
+
+
+@pytest.mark.anyio
+async def test_socket_handles_each_event_of_a_batch_as_a_single_one(
+    page: Page, server: ScriptedServer
+) -> None:
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    with anyio.fail_after(TIMEOUT):
+        await open_socket(page, server)
+        ws = await server.accept()
+        await ws.send(event("room", 1))
+        not_an_event = {"channel": "room", "id": "5", "data": "x"}
+        await ws.send(batch(event("room", 1), event("room", 2, "two", "msg"), event("room", 4)))
+        await ws.send(batch(not_an_event, event("room", 5), [1]))
+        # 1 is a duplicate, 2 follows, 4 and 5 wait for 3: one sync.
+        assert await recv_json(ws) == sync("room:2")
+        # The reply: a batch, then a tip that finds the client caught up (no sync) ...
+        await ws.send(batch(event("room", 3), event("room", 4), event("room", 5)))
+        await ws.send(tip(room=5))
+        # ... and a batch, then a tip ahead of it: a sync from the batch's last event.
+        await ws.send(batch(event("room", 6)))
+        await ws.send(tip(room=8))
+        assert await recv_json(ws) == sync("room:6")
+        await wait_for(page, "seen.events.length >= 6")
+
+        events = await seen(page, "events")
+        assert event_ids(events) == [1, 2, 3, 4, 5, 6]
+        assert events[1] == {"channel": "room", "id": 2, "data": "two", "event": "msg"}
+        stats = await page.evaluate("client.stats")
+        assert (stats["delivered"], stats["duplicates"], stats["repairs"]) == (6, 3, 2)
+        assert await seen(page, "messages") == []
+        skipped = [w for w in warnings if "malformed event in a batch" in w]
+        assert len(skipped) == 2
 
 
 # --- ReliableEventSource -----------------------------------------------------------------------

@@ -9,11 +9,18 @@
  *     onevent: (e) => {},    // {channel, id, data, event}: once each, in id order per channel
  *     onreset: (r) => {},    // {channel, id}: what was missed is no longer stored
  *     onpresence: (p) => {}, // the members / join / leave message; socket.members keeps them
- *     onmessage: (text) => {}, onstatus: (s) => {}, // connecting, open, reconnecting, closed
+ *     onmessage: (text) => {}, // the application's own messages
+ *     onstatus: (s) => {},   // connecting, open, reconnecting, closed; also socket.state
+ *     onclose: (code, reason) => {}, // the server closed for good: no reconnect (below)
  *   });                      // also: channels, storageKey, backoff: {min: 500, max: 10000} (ms)
  *   new GripClient.ReliableEventSource("/events/news", {events: ["msg"], onevent, onreset});
  *
- * Positions persist in sessionStorage (key: the endpoint's URL), so a reload resumes. */
+ * Positions persist in sessionStorage (key: the endpoint's URL), so a reload resumes.
+ * onstatus is called in a microtask after each change, so even the first one ("connecting")
+ * comes after the constructor has returned: a handler may use the socket it was given to.
+ * A close from the server with an application code (4000-4999, e.g. 4000 "left the room") or
+ * 1008 (policy violation) is final: onclose(code, reason), status "closed", no reconnection.
+ * Any other close or a network error is a drop: the socket reconnects with backoff. */
 (function (global) {
   "use strict";
 
@@ -53,6 +60,7 @@
   const isId = (id) => Number.isSafeInteger(id) && id >= 0;
   const isEvent = (e) => !!e && typeof e.channel === "string" && isId(e.id) &&
     typeof e.data === "string" && (e.event == null || typeof e.event === "string");
+  const isFinalClose = (code) => (code >= 4000 && code <= 4999) || code === 1008;
 
   function withPositions(url, positions) {
     const resumed = new URL(url);
@@ -62,10 +70,10 @@
   }
 
   // A handler that throws must not break the client's state: report it and go on.
-  function call(handler, value) {
+  function call(handler, ...args) {
     if (!handler) return;
     try {
-      handler(value);
+      handler(...args);
     } catch (err) {
       setTimeout(() => { throw err; });
     }
@@ -109,7 +117,7 @@
 
     _status(state) {
       this.state = state;
-      call(this.options.onstatus, state);
+      queueMicrotask(() => call(this.options.onstatus, state)); // after the constructor too
     }
 
     _connect() {
@@ -125,10 +133,16 @@
         this._status("open");
       };
       ws.onmessage = (message) => this._receive(message.data);
-      ws.onclose = () => {
+      ws.onclose = (closing) => {
         if (this._ws !== ws) return;
         this._ws = null;
         if (this._closed) return this._status("closed");
+        if (isFinalClose(closing.code)) {
+          this._closed = true;
+          this._status("closed");
+          const { code, reason } = closing;
+          return void queueMicrotask(() => call(this.options.onclose, code, reason)); // after "closed"
+        }
         if (openedAt && Date.now() - openedAt >= this._backoff.max) this._attempt = 0; // it stayed up
         const delay = Math.min(this._backoff.max, this._backoff.min * 2 ** Math.min(this._attempt++, 32));
         this._status("reconnecting");

@@ -32,16 +32,22 @@ PAGES = {"/": ("text/html", PAGE), "/grip-client.js": ("text/javascript", SCRIPT
 
 # Each page keeps what its client reported in window.seen.
 RECORD = """
-window.seen = {events: [], resets: [], messages: [], presence: [], statuses: []};
+window.seen = {events: [], resets: [], messages: [], presence: [], statuses: [], closes: []};
 const record = {
   onevent: (e) => seen.events.push(e),
   onreset: (r) => seen.resets.push(r),
   onmessage: (text) => seen.messages.push(text),
   onpresence: (p) => seen.presence.push(p.grip + ":" + (p.client || p.members.length)),
   onstatus: (s) => seen.statuses.push(s),
+  onclose: (code, reason) => seen.closes.push([code, reason]),
 };
 """
 OPEN_SOCKET = RECORD + "window.client = new GripClient.ReliableSocket('/chat/room', record);"
+# One that reconnects within a few hundredths of a second.
+OPEN_FAST_SOCKET = (
+    RECORD + "window.client = new GripClient.ReliableSocket('/chat/room', "
+    "Object.assign({backoff: {min: 10, max: 50}}, record));"
+)
 OPEN_EVENT_SOURCE = (
     RECORD + "window.client = new GripClient.ReliableEventSource('/events', "
     "Object.assign({events: ['msg']}, record));"
@@ -253,6 +259,72 @@ async def test_socket_handles_each_event_of_a_batch_as_a_single_one(
         assert await seen(page, "messages") == []
         skipped = [w for w in warnings if "malformed event in a batch" in w]
         assert len(skipped) == 2
+
+
+@pytest.mark.parametrize("code", [4000, 4999, 1008])
+@pytest.mark.anyio
+async def test_socket_stops_for_good_when_the_server_closes_with_a_final_code(
+    page: Page, server: ScriptedServer, code: int
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        await page.goto(f"http://{server.origin}/")
+        await page.evaluate(OPEN_FAST_SOCKET)
+        ws = await server.accept()
+        await ws.send(event("room", 1))
+        await wait_for(page, "seen.events.length >= 1")
+        await ws.close(code, "left the room")
+        await wait_for(page, "seen.closes.length >= 1")
+
+        assert await seen(page, "closes") == [[code, "left the room"]]
+        assert await seen(page, "statuses") == ["connecting", "open", "closed"]
+        assert await page.evaluate("client.state") == "closed"
+        assert await page.evaluate("client.send('late')") is False
+        # No reconnection, though the backoff is a few hundredths of a second.
+        with pytest.raises(TimeoutError):
+            await server.accept(timeout=0.5)
+        assert (await page.evaluate("client.stats"))["reconnects"] == 0
+
+
+@pytest.mark.anyio
+async def test_socket_reconnects_after_the_other_closes(page: Page, server: ScriptedServer) -> None:
+    with anyio.fail_after(TIMEOUT):
+        await page.goto(f"http://{server.origin}/")
+        await page.evaluate(OPEN_FAST_SOCKET)
+        ws = await server.accept()
+        for id, code in enumerate([1000, 1001, 1011, 3999], start=1):
+            await ws.send(event("room", id))
+            await ws.close(code)
+            ws = await server.accept()
+            assert resumed_at(ws) == f"room:{id}"
+        ws.transport.abort()  # 1006: no close frame
+        ws = await server.accept()
+        assert resumed_at(ws) == "room:4"
+        await wait_for(page, "client.state === 'open' && client.stats.reconnects === 5")
+        assert await seen(page, "closes") == []
+        assert (await seen(page, "statuses")).count("reconnecting") == 5
+
+
+@pytest.mark.anyio
+async def test_socket_reports_its_first_status_after_the_constructor_returns(
+    page: Page, server: ScriptedServer
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        await page.goto(f"http://{server.origin}/")
+        # The handler reads the socket: it must be assigned by the time the handler runs.
+        during_constructor = await page.evaluate(
+            """() => {
+              window.held = [];
+              const socket = new GripClient.ReliableSocket('/chat/room', {
+                onstatus: (s) => held.push([s, socket.state]),
+              });
+              window.client = socket;
+              return held.length;
+            }"""
+        )
+        assert during_constructor == 0
+        await server.accept()
+        await wait_for(page, "held.length >= 2")
+        assert await page.evaluate("held") == [["connecting", "connecting"], ["open", "open"]]
 
 
 # --- ReliableEventSource -----------------------------------------------------------------------

@@ -41,7 +41,6 @@ __all__ = (
     "Presence",
     "ReliableClient",
     "Reset",
-    "is_final_close",
 )
 
 logger = logging.getLogger("grip_asgi.client")
@@ -128,6 +127,13 @@ class ClientState:
         self._early: dict[str, dict[int, Event]] = {}  # per channel: events past a gap, by id
         self._syncing: set[str] = set()
         self._outgoing: list[str] = []
+
+    @staticmethod
+    def is_final_close(code: int) -> bool:
+        """Whether the server's close ``code`` ends the connection for good: the application's
+        codes (4000-4999, e.g. 4000 "left the room") and 1008 (policy violation). Any other
+        close is a drop: reconnect and resume."""
+        return 4000 <= code <= 4999 or code == 1008
 
     def resume_query(self) -> str:
         """The query parameter that resumes at the positions (``""`` with none)."""
@@ -276,13 +282,6 @@ def _checked_id(value: object) -> int:
     return value
 
 
-def is_final_close(code: int) -> bool:
-    """Whether the server's close ``code`` ends the connection for good: the application's
-    codes (4000-4999, e.g. 4000 "left the room") and 1008 (policy violation). Any other close
-    is a drop, followed by a reconnection."""
-    return 4000 <= code <= 4999 or code == 1008
-
-
 class Backoff:
     """Reconnection delays: ``minimum`` doubling up to ``maximum``, each times a random factor
     between 0.5 and 1, so that many clients dropped at once do not return at once."""
@@ -317,8 +316,8 @@ class ReliableClient:
     backoff between ``backoff_min`` and ``backoff_max`` seconds, resuming where it was. Items
     wait in memory until iterated.
 
-    A close from the server with a final code (:func:`is_final_close`) is not a drop: the
-    iteration ends after the items received before it, :attr:`close_code` and
+    A close from the server with a final code (:meth:`ClientState.is_final_close`) is not a
+    drop: the iteration ends after the items received before it, :attr:`close_code` and
     :attr:`close_reason` say why, and :meth:`send` raises ``ConnectionError``.
     """
 
@@ -437,7 +436,7 @@ class ReliableClient:
             while True:
                 opened = loop.time()
                 close = await self._read(ws)
-                if close is not None and is_final_close(close.code):
+                if close is not None and self.state.is_final_close(close.code):
                     logger.info("%s closed the connection for good: %s", self.url, close)
                     self.close_code, self.close_reason = close.code, close.reason
                     break

@@ -27,7 +27,6 @@ from grip_asgi.client import (
     Presence,
     ReliableClient,
     Reset,
-    is_final_close,
 )
 
 TIMEOUT = 10  # seconds any one socket test may take
@@ -389,7 +388,7 @@ def test_the_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
     + [(3999, False), (4000, True), (4999, True), (5000, False)],
 )
 def test_the_apps_codes_and_policy_violation_are_final_closes(code: int, final: bool) -> None:
-    assert is_final_close(code) is final
+    assert ClientState.is_final_close(code) is final
 
 
 # --- ReliableClient against a scripted server --------------------------------------------------

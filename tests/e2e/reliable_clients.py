@@ -1,5 +1,7 @@
-"""Counting subscribers for the reliable-delivery tests: SSE as a browser's EventSource, and
-long-poll, both on httpx, both dropping their connection at random while messages flow.
+"""The machinery of the reliable-delivery runs: the app stacks, a counting publisher, and
+counting subscribers: SSE as a browser's EventSource, and long-poll, both on httpx, both
+dropping their connection at random while messages flow (the WebSocket subscribers, on
+``grip_asgi.client``, are in ``test_reliable_ws.py``).
 
 Every subscriber keeps what it received, per channel, with the id it came with;
 :func:`check_delivery` compares that with what was published and counts duplicates, gaps and
@@ -10,18 +12,33 @@ of several channels can sort them without trusting the ids it checks.
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from urllib.parse import quote
 
 import anyio
 import httpx
 
+from grip_asgi.pushpin import Pushpin
+
+from .servers import ProcessServer, UvicornServer
+
 #: Summary lines of the scenarios run in this session, for the terminal summary.
 RESULTS: list[str] = []
+
+#: ``GRIP_SOAK_SECONDS=600``: the chaos runs publish for that long instead of a short CI run.
+SOAK_SECONDS = float(os.environ.get("GRIP_SOAK_SECONDS", "0"))
+#: Messages a second the chaos runs publish (both channels together).
+PUBLISH_RATE = 40.0
+#: What Pushpin 1.36 logs for each delivery it drops past message_hwm.
+HWM_DROPPED = "exceeded publish hwm"
+
 
 # An SSE stream ends a line at CRLF, CR or LF (WHATWG HTML §9.2.6).
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -99,6 +116,108 @@ class Chaos:
 
 
 NO_CHAOS = Chaos(active=lambda: False)
+
+
+# --- The apps, their servers, and the publisher -------------------------------------------
+
+
+def starlette(port: int, env: dict[str, str], workers: int) -> ProcessServer:
+    return UvicornServer("tests.e2e.reliableapp:app", port=port, env=env, workers=workers)
+
+
+def django_asgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
+    env = {**env, "RELIABLE_DJANGO_VIEWS": "async"}
+    app = "tests.e2e.reliable_django:application"
+    return UvicornServer(app, port=port, env=env, workers=workers, extra_args=["--lifespan", "off"])
+
+
+def django_wsgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
+    env = {**env, "RELIABLE_DJANGO_VIEWS": "sync"}
+    app = "tests.e2e.reliable_django:application"
+    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    if int(version("gunicorn").split(".")[0]) >= 27:
+        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
+    return ProcessServer(argv, port, "/", env)
+
+
+STACKS: dict[str, Callable[[int, dict[str, str], int], ProcessServer]] = {
+    "starlette": starlette,
+    "django-asgi": django_asgi,
+    "django-wsgi": django_wsgi,
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One deployment, and for a chaos run what goes wrong."""
+
+    trouble: str  # chaos | restart | outage | hwm | steps (the step-by-step tests)
+    stack: str
+    store: str  # sqlite | redis
+    workers: int = 1
+    transport: str = "sse"  # sse | poll | ws
+    #: Subscribers drop their connections at random while messages flow.
+    chaos: bool = True
+    #: Pushpin's per-route delivery queue; past it, deliveries are dropped.
+    message_hwm: int = 25000
+
+    @property
+    def id(self) -> str:
+        workers = f"-{self.workers}workers" if self.workers > 1 else ""
+        return f"{self.transport}-{self.trouble}-{self.stack}-{self.store}{workers}"
+
+    @property
+    def pushpins(self) -> int:
+        return 2 if self.trouble == "outage" else 1
+
+
+@dataclass
+class PublishStats:
+    stored: int = 0
+    #: Publishes that a proxy did not take (502): stored, so subscribers recover them.
+    not_taken: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def publish_all(
+    server: ProcessServer,
+    published: Published,
+    count: int,
+    stats: PublishStats,
+    trouble: dict[int, Callable[[], None]],
+) -> None:
+    """POST ``count`` messages to the app, alternating channels, at about PUBLISH_RATE a
+    second; before message ``n``, start ``trouble[n]`` in a thread (publishing goes on).
+    A proxy that does not take a publish (502) is counted: the message is stored all the same."""
+    rng = random.Random(count)
+    channels = published.channels
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=15) as http,
+        anyio.create_task_group() as tasks,
+    ):
+        for number in range(count):
+            if number in trouble:
+                tasks.start_soon(anyio.to_thread.run_sync, trouble[number])
+            channel = channels[number % len(channels)]
+            stored_id = len(published.messages[channel]) + 1
+            text = message_text(channel, stored_id)
+            response = await http.post(f"/publish/{channel}", content=text.encode())
+            if response.status_code == 200:
+                answer = response.json()["id"]
+                assert answer == stored_id, f"{text!r} stored as {answer}, not {stored_id}"
+                stats.stored += 1
+            elif response.status_code == 502:
+                stats.not_taken += 1
+                stats.errors.append(response.json()["error"])
+            else:
+                raise AssertionError(f"publishing {text!r}: {response.status_code} {response.text}")
+            published.messages[channel].append(text)
+            await anyio.sleep(rng.uniform(0, 2 / PUBLISH_RATE))
+    published.done = True
+
+
+def hwm_drops(pushpins: Sequence[Pushpin]) -> int:
+    return sum(pushpin.read_log().count(HWM_DROPPED) for pushpin in pushpins)
 
 
 # --- Subscribers ----------------------------------------------------------------------------

@@ -40,8 +40,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from importlib.metadata import version
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +53,30 @@ from grip_asgi.pushpin import Pushpin, _free_ports
 
 from .reliable_clients import (
     NO_CHAOS,
+    PUBLISH_RATE,
     RESULTS,
+    SOAK_SECONDS,
+    STACKS,
     Chaos,
     Delivery,
     Published,
+    PublishStats,
+    Scenario,
     SseStream,
     Subscriber,
     check_delivery,
     format_positions,
+    hwm_drops,
     message_text,
+    publish_all,
     run_longpoll,
     run_sse,
 )
 from .reliable_log import AppLog, read_app_log
-from .servers import ProcessServer, UvicornServer, log_tail
+from .servers import ProcessServer, log_tail
 
-SOAK_SECONDS = float(os.environ.get("GRIP_SOAK_SECONDS", "0"))
-#: How long the publisher publishes, and how fast (messages a second, both channels).
+#: How long the publisher publishes (at PUBLISH_RATE messages a second, both channels).
 PUBLISH_SECONDS = SOAK_SECONDS or 5.0
-PUBLISH_RATE = 40.0
 CLIENTS = 8
 #: Seconds every subscriber has, after the last publish, to get the last messages.
 SETTLE_SECONDS = 30.0
@@ -86,63 +90,8 @@ APP_ENV = {
 }
 SIG_ISS = "pushpin"
 SIG_KEYS = ("the first pushpin signs with this key", "the second pushpin signs with that one")
-#: What Pushpin 1.36 logs for each delivery it drops past message_hwm.
-HWM_DROPPED = "exceeded publish hwm"
 #: What Pushpin answers while it starts, before its handler takes requests.
 PUSHPIN_STARTING = "Accept service unavailable"
-
-
-# --- The apps and their servers ---------------------------------------------------------------
-
-
-def starlette(port: int, env: dict[str, str], workers: int) -> ProcessServer:
-    return UvicornServer("tests.e2e.reliableapp:app", port=port, env=env, workers=workers)
-
-
-def django_asgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
-    env = {**env, "RELIABLE_DJANGO_VIEWS": "async"}
-    app = "tests.e2e.reliable_django:application"
-    return UvicornServer(app, port=port, env=env, workers=workers, extra_args=["--lifespan", "off"])
-
-
-def django_wsgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
-    env = {**env, "RELIABLE_DJANGO_VIEWS": "sync"}
-    app = "tests.e2e.reliable_django:application"
-    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-    if int(version("gunicorn").split(".")[0]) >= 27:
-        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
-    return ProcessServer(argv, port, "/", env)
-
-
-STACKS: dict[str, Callable[[int, dict[str, str], int], ProcessServer]] = {
-    "starlette": starlette,
-    "django-asgi": django_asgi,
-    "django-wsgi": django_wsgi,
-}
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One deployment, and for a chaos run what goes wrong."""
-
-    trouble: str  # chaos | restart | outage | hwm | steps (the step-by-step tests)
-    stack: str
-    store: str  # sqlite | redis
-    workers: int = 1
-    transport: str = "sse"  # sse | poll
-    #: Subscribers drop their connections at random while messages flow.
-    chaos: bool = True
-    #: Pushpin's per-route delivery queue; past it, deliveries are dropped.
-    message_hwm: int = 25000
-
-    @property
-    def id(self) -> str:
-        workers = f"-{self.workers}workers" if self.workers > 1 else ""
-        return f"{self.transport}-{self.trouble}-{self.stack}-{self.store}{workers}"
-
-    @property
-    def pushpins(self) -> int:
-        return 2 if self.trouble == "outage" else 1
 
 
 CHAOS_RUNS = [
@@ -236,50 +185,6 @@ def _print_log(process: Pushpin | ProcessServer) -> None:
 # --- The chaos runs ---------------------------------------------------------------------------
 
 
-@dataclass
-class PublishStats:
-    stored: int = 0
-    #: Publishes that a proxy did not take (502): stored, so subscribers recover them.
-    not_taken: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-async def publish_all(
-    server: ProcessServer,
-    published: Published,
-    count: int,
-    stats: PublishStats,
-    trouble: dict[int, Callable[[], None]],
-) -> None:
-    """POST ``count`` messages to the app, alternating channels, at about PUBLISH_RATE a
-    second; before message ``n``, start ``trouble[n]`` in a thread (publishing goes on)."""
-    rng = random.Random(count)
-    channels = published.channels
-    async with (
-        httpx.AsyncClient(base_url=server.url, timeout=15) as http,
-        anyio.create_task_group() as tasks,
-    ):
-        for number in range(count):
-            if number in trouble:
-                tasks.start_soon(anyio.to_thread.run_sync, trouble[number])
-            channel = channels[number % len(channels)]
-            stored_id = len(published.messages[channel]) + 1
-            text = message_text(channel, stored_id)
-            response = await http.post(f"/publish/{channel}", content=text.encode())
-            if response.status_code == 200:
-                answer = response.json()["id"]
-                assert answer == stored_id, f"{text!r} stored as {answer}, not {stored_id}"
-                stats.stored += 1
-            elif response.status_code == 502:
-                stats.not_taken += 1
-                stats.errors.append(response.json()["error"])
-            else:
-                raise AssertionError(f"publishing {text!r}: {response.status_code} {response.text}")
-            published.messages[channel].append(text)
-            await anyio.sleep(rng.uniform(0, 2 / PUBLISH_RATE))
-    published.done = True
-
-
 def _trouble(
     scenario: Scenario, pushpins: Sequence[Pushpin], count: int, before_restart: Callable[[], None]
 ) -> dict[int, Callable[[], None]]:
@@ -295,10 +200,6 @@ def _trouble(
     if scenario.trouble == "outage":
         return {count // 3: first.stop, 2 * count // 3: first.start}
     return {}
-
-
-def hwm_drops(pushpins: Sequence[Pushpin]) -> int:
-    return sum(pushpin.read_log().count(HWM_DROPPED) for pushpin in pushpins)
 
 
 @pytest.mark.anyio

@@ -23,9 +23,12 @@ from grip_django import (
     alongpoll_response,
     apublish_reliable,
     asse_response,
+    awebsocket_events,
     longpoll_response,
     publish_reliable,
     sse_response,
+    websocket_events,
+    websocket_only,
 )
 
 from .reliable_log import note_request
@@ -80,6 +83,11 @@ def poll(request: GripHttpRequest, channels: str) -> HttpResponse:
     return _noted("poll", request, response)
 
 
+@websocket_only
+def socket(request: GripHttpRequest, channels: str) -> None:
+    websocket_events(request, channels.split(","), page_size=PAGE_SIZE)
+
+
 def publish(request: HttpRequest, channel: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
@@ -102,6 +110,11 @@ async def apoll(request: GripHttpRequest, channels: str) -> HttpResponse:
     return _noted("poll", request, response)
 
 
+@websocket_only
+async def asocket(request: GripHttpRequest, channels: str) -> None:
+    await awebsocket_events(request, channels.split(","), page_size=PAGE_SIZE)
+
+
 async def apublish(request: HttpRequest, channel: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse(status=405)
@@ -117,6 +130,7 @@ urlpatterns = [
     path("", health),
     path("events/<str:channels>", events if _SYNC else aevents),
     path("poll/<str:channels>", poll if _SYNC else apoll),
+    path("ws/<str:channels>", socket if _SYNC else asocket),
     path("publish/<str:channel>", publish if _SYNC else apublish),
 ]
 

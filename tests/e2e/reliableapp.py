@@ -2,13 +2,16 @@
 
 - ``GET /events/{channels}``: a recoverable SSE stream of ``channels`` (comma-separated).
 - ``GET /poll/{channels}``: a recoverable long-poll of ``channels``.
+- ``POST /ws/{channels}``: a reliable WebSocket of ``channels`` (WebSocket-over-HTTP, so
+  Pushpin POSTs here for ``ws://.../ws/{channels}``); its clients send no messages of their own.
 - ``POST /publish/{channel}``: ``publish_reliable(channel, body)``; 200 ``{"id": N}``, or
   502 ``{"error": ...}`` when a proxy did not take it (the message is stored all the same).
 
 Configured from the environment: ``GRIP_URL`` / ``GRIP_PROXIES`` and ``GRIP_HISTORY_URL``
 as any app, plus ``RELIABLE_LINK_TIMEOUT`` (seconds between Pushpin's next-link refreshes),
-``RELIABLE_PAGE_SIZE`` (events per catch-up page) and ``RELIABLE_POLL_TIMEOUT`` (seconds a
-long-poll is held). Every subscribe request is logged by :mod:`tests.e2e.reliable_log`.
+``RELIABLE_PAGE_SIZE`` (events per catch-up page, WebSocket syncs included) and
+``RELIABLE_POLL_TIMEOUT`` (seconds a long-poll is held). Every SSE and long-poll request is
+logged by :mod:`tests.e2e.reliable_log`.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ async def poll(request: Request) -> Response:
     return _noted("poll", request, response)
 
 
+async def socket(request: Request) -> Response:
+    await get_events(request).websocket(_channels(request), page_size=PAGE_SIZE)
+    return Response()  # the middleware answers with the events on request.state.grip.ws
+
+
 async def publish(request: Request) -> Response:
     data = (await request.body()).decode()
     try:
@@ -81,6 +89,7 @@ app = Starlette(
         Route("/", health),
         Route("/events/{channels}", events),
         Route("/poll/{channels}", poll),
+        Route("/ws/{channels}", socket, methods=["POST"]),
         Route("/publish/{channel}", publish, methods=["POST"]),
     ],
     middleware=[Middleware(GripMiddleware)],  # GRIP_URL and GRIP_HISTORY_URL from the env

@@ -166,7 +166,9 @@ class GripEvents:
             keep_alive=keep_alive,
         )
         publisher = self._publisher
-        steps = websocket_steps(SocketRequest(ws, self._request.query_params), options)
+        # Only an open reads the query (its last_event_id): later requests skip parsing it.
+        query = self._request.query_params if ws.is_opening() else {}
+        steps = websocket_steps(SocketRequest(ws, query), options)
         reply = await run(
             steps, publisher.history, presence=publisher.presence if presence else None
         )

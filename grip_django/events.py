@@ -263,7 +263,9 @@ def _socket_request(request: HttpRequest) -> SocketRequest:
     ws = _grip(request).ws
     if ws is None:
         raise GripProtocolError("a reliable WebSocket view needs a WebSocket-over-HTTP request")
-    return SocketRequest(ws, {name: request.GET[name] for name in request.GET})
+    # Only an open reads the query (its last_event_id): later requests skip parsing it.
+    query = {name: request.GET[name] for name in request.GET} if ws.is_opening() else {}
+    return SocketRequest(ws, query)
 
 
 def _response(reply: Reply) -> HttpResponse:

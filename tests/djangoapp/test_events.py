@@ -269,7 +269,8 @@ async def test_a_reliable_websocket_resumes_joins_and_publishes_what_members_say
         mode, "/chat/room?user=ann&last_event_id=room:1", opened.content, opened.headers
     )
     reply = read_websocket_reply(answer)
-    assert json.loads(reply.messages[0]) == {"channel": "room", "id": 2, "data": "two"}
+    replayed = {"grip": "events", "events": [{"channel": "room", "id": 2, "data": "two"}]}
+    assert json.loads(reply.messages[0]) == replayed
     assert reply.subscriptions == ["reliable:room"]
     assert reply.set_meta["grip-channels"] == "room"
     notice = json.loads(sent[0][1]["formats"]["ws-message"]["content"])

@@ -315,7 +315,10 @@ def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operat
     ws = reply.ws
     presence = options.presence and (ws.is_opening() or PRESENCE_META in ws.orig_meta)
     alive = any(event.type in _SIGNS_OF_LIFE for event in ws.in_events)
-    keep_alive_request = not ws.in_events
+    # Pushpin's call on an idle connection (no events), or a client's own ping: Pushpin
+    # counts a relayed ping as activity, so a client that pings (``websockets`` does, every
+    # 20 s) never gets the idle call, and its ping must do the idle call's work.
+    quiet = all(event.type == "PING" for event in ws.in_events) and not ws.is_opening()
     gone = False
     while ws.can_recv():
         message = ws.recv()
@@ -329,10 +332,11 @@ def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operat
                 continue
         reply.messages.append(message)
     gone = gone or _has_close(ws)
-    if keep_alive_request:
-        # Pushpin's call on an idle connection: ping the client (its PONG keeps its
-        # membership), tell it the tip, and sweep the channels' expired members.
-        ws.ping()
+    if quiet:
+        # Tell the client the tip and sweep the channels' expired members; ping a client
+        # that did not ping itself (its PONG keeps its membership).
+        if not ws.in_events:
+            ws.ping()
         tip: dict[str, int] = {}
         for channel in reply.channels:
             tip[channel] = yield ReadLastId(channel)
@@ -352,7 +356,7 @@ def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operat
             )
             if not present:  # it was swept while silent, and is back
                 yield from _join(reply, options, channel)
-        if keep_alive_request:
+        if quiet:
             expired: list[Member] = yield PresenceCall("expire", channel)
             for member in expired:
                 reply.left.append(member)

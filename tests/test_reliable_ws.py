@@ -336,6 +336,33 @@ def test_a_keep_alive_call_pings_the_client_and_tells_the_tip(history: MemoryHis
     assert sent(reply) == ["PING", tip(room=5 + 2)]
 
 
+def test_a_clients_own_ping_gets_the_tip_it_would_get_on_an_idle_call(
+    history: MemoryHistory,
+) -> None:
+    """Pushpin makes no idle call on a connection whose client pings: its ping does the work."""
+    fill(history, "room", 2)
+    reply = serve(later(WebSocketEvent("PING", b"p")), history)
+    assert sent(reply) == ["PONG", tip(room=2)]
+    chatty = serve(later(WebSocketEvent("PING"), text("hi")), history)
+    assert sent(chatty) == ["PONG"] and chatty.messages == ["hi"]
+
+
+def test_a_ping_sweeps_expired_members_as_an_idle_call_does(
+    history: MemoryHistory, presence: MemoryPresence, clock: FakeClock
+) -> None:
+    for client in ("gone", "pinger"):
+        serve(opening(connection=client), history, presence, presence=True)
+    clock.now += 35
+    reply = serve(
+        later(WebSocketEvent("PING"), presence=True, connection="pinger"),
+        history,
+        presence,
+        presence=True,
+    )
+    assert [m.client for m in reply.left] == ["gone"]
+    assert [m.client for m in reply.joined] == ["pinger"]  # it had expired too, and is back
+
+
 def test_a_connection_opened_before_the_endpoint_was_reliable_uses_the_handlers_channels(
     history: MemoryHistory,
 ) -> None:

@@ -19,12 +19,12 @@ TCP connection with no close frame; the client reconnects by itself and resumes 
 Every client must end with every message of its channels exactly once, in order, each with
 the id the history gave it, and with no reset (the default retention keeps everything).
 The end relies on the library alone: a gap shows when the next message arrives; a lost
-*last* message shows when Pushpin calls the app on an idle connection (every 20 s) and the
-app tells the client the tip. So each run waits up to ``SETTLE_SECONDS`` for the last
-messages, in a bounded loop. The matrix covers each app stack (Starlette on uvicorn, Django
-under ASGI on uvicorn and under WSGI on gunicorn) and both stores (SQLite shared by two
-worker processes, and Redis). ``GRIP_SOAK_SECONDS=600`` publishes for that long instead of
-the short CI run.
+*last* message shows when the app tells the client the tip, on Pushpin's call on an idle
+connection or on the client's own ping (each every 20 s). So each run waits up to
+``SETTLE_SECONDS`` for the last messages, in a bounded loop. The matrix covers each app
+stack (Starlette on uvicorn, Django under ASGI on uvicorn and under WSGI on gunicorn) and
+both stores (SQLite shared by two worker processes, and Redis). ``GRIP_SOAK_SECONDS=600``
+publishes for that long instead of the short CI run.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from .servers import ProcessServer, ProxiedApp, log_tail
 PUBLISH_SECONDS = SOAK_SECONDS or 7.5
 CLIENTS = 30
 #: Seconds every client has, after the last publish, to get the last messages: more than
-#: Pushpin's keep-alive call on an idle connection (20 s), which brings the tip.
+#: the 20 s between two tips on a quiet connection.
 SETTLE_SECONDS = 60.0
 #: Small pages: a client away for a second already catches up over several syncs.
 PAGE_SIZE = 10

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,8 @@ logger = logging.getLogger("grip_asgi.reliable_ws")
 
 #: The connection meta that holds the channels granted at open.
 CHANNELS_META = "grip-channels"
+#: The connection meta that holds when the client last got a tip (Unix seconds).
+TIPPED_META = "grip-tipped"
 #: The connection meta that says the connection is a member of its channels.
 PRESENCE_META = "grip-presence"
 #: The most bytes of one batch of replayed events: one message within a 16 KiB frame.
@@ -128,6 +131,8 @@ class SocketRequest:
     ws: WebSocketContext
     #: The query parameters (first value of each).
     query: Mapping[str, str]
+    #: The current time, Unix seconds.
+    now: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -150,6 +155,8 @@ class SocketReply:
     notices: list[tuple[str, str]] = field(default_factory=list)
     #: The channels this connection was granted at open.
     channels: tuple[str, ...] = ()
+    #: The client was told the tip in this request.
+    tipped: bool = False
 
     @property
     def opened(self) -> bool:
@@ -190,10 +197,10 @@ def websocket_steps(
         if not ws.accepted:
             ws.accept()
         reply.channels = channels
-        yield from _open(reply, options, {c: positions.get(c) for c in channels})
+        yield from _open(reply, options, {c: positions.get(c) for c in channels}, request.now)
     else:
         reply.channels = _granted_channels(ws, options)
-    yield from _read_events(reply, options)
+    yield from _read_events(reply, options, request.now)
     return reply
 
 
@@ -205,11 +212,10 @@ def _granted_channels(ws: WebSocketContext, options: SocketOptions) -> tuple[str
 
 
 def _open(
-    reply: SocketReply, options: SocketOptions, positions: dict[str, int | None]
+    reply: SocketReply, options: SocketOptions, positions: dict[str, int | None], now: float
 ) -> Generator[Operation, Any, None]:
     ws = reply.ws
     out: list[_Replayed] = []
-    tip: dict[str, int] = {}
     for channel, after in positions.items():
         if after is None and options.history:
             backlog: list[StoredEvent] = yield ReadLatest(channel, options.history)
@@ -217,10 +223,8 @@ def _open(
     resuming = {channel: after for channel, after in positions.items() if after is not None}
     if resuming:
         yield from _replay(out, resuming, options.page_size)
-    for channel in positions:
-        tip[channel] = yield ReadLastId(channel)
     _send_replay(ws, out, max(options.page_size, options.history))
-    ws.send(_dumps({"grip": "tip", "ids": tip}))
+    yield from _send_tip(reply, now, tuple(positions))
     for channel in reply.channels:
         ws.subscribe(RELIABLE_PREFIX + channel)
     ws.meta[CHANNELS_META] = ",".join(reply.channels)
@@ -311,7 +315,9 @@ def _join(
                 reply.notices.append((channel, presence_notice("join", member)))
 
 
-def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operation, Any, None]:
+def _read_events(
+    reply: SocketReply, options: SocketOptions, now: float
+) -> Generator[Operation, Any, None]:
     ws = reply.ws
     presence = options.presence and (ws.is_opening() or PRESENCE_META in ws.orig_meta)
     alive = any(event.type in _SIGNS_OF_LIFE for event in ws.in_events)
@@ -328,7 +334,7 @@ def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operat
         if isinstance(message, str) and message.startswith("{"):
             command = _protocol_message(message)
             if command is not None:
-                yield from _answer(reply, options, command)
+                yield from _answer(reply, options, command, now)
                 continue
         reply.messages.append(message)
     gone = gone or _has_close(ws)
@@ -337,10 +343,9 @@ def _read_events(reply: SocketReply, options: SocketOptions) -> Generator[Operat
         # that did not ping itself (its PONG keeps its membership).
         if not ws.in_events:
             ws.ping()
-        tip: dict[str, int] = {}
-        for channel in reply.channels:
-            tip[channel] = yield ReadLastId(channel)
-        ws.send(_dumps({"grip": "tip", "ids": tip}))
+        yield from _send_tip(reply, now)
+    elif not gone and not reply.tipped and _tip_is_due(ws, now, options.keep_alive):
+        yield from _send_tip(reply, now)
     if not presence:
         return
     for channel in reply.channels:
@@ -379,7 +384,7 @@ def _protocol_message(text: str) -> dict[str, Any] | None:
 
 
 def _answer(
-    reply: SocketReply, options: SocketOptions, command: dict[str, Any]
+    reply: SocketReply, options: SocketOptions, command: dict[str, Any], now: float
 ) -> Generator[Operation, Any, None]:
     ws = reply.ws
     if command["grip"] != "sync":
@@ -399,12 +404,28 @@ def _answer(
         ws.send(_error(str(exc)))
         return
     out: list[_Replayed] = []
-    tip: dict[str, int] = {}
     yield from _replay(out, positions, options.page_size)
-    for channel in reply.channels:
-        tip[channel] = yield ReadLastId(channel)
     _send_replay(ws, out, options.page_size)
-    ws.send(_dumps({"grip": "tip", "ids": tip}))
+    yield from _send_tip(reply, now)
+
+
+def _send_tip(
+    reply: SocketReply, now: float, channels: Sequence[str] = ()
+) -> Generator[Operation, Any, None]:
+    """Tell the client the history's latest ids, and note when in the connection's meta."""
+    tip: dict[str, int] = {}
+    for channel in channels or reply.channels:
+        tip[channel] = yield ReadLastId(channel)
+    reply.ws.send(_dumps({"grip": "tip", "ids": tip}))
+    reply.ws.meta[TIPPED_META] = str(int(now))
+    reply.tipped = True
+
+
+def _tip_is_due(ws: WebSocketContext, now: float, keep_alive: int) -> bool:
+    """No tip for ``keep_alive`` seconds: a client that talks more often than that gets no
+    idle call from Pushpin, so its own request brings the tip."""
+    text = ws.orig_meta.get(TIPPED_META, "")
+    return not (text.isascii() and text.isdigit()) or now - int(text) >= keep_alive
 
 
 def _error(message: str) -> str:

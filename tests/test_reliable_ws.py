@@ -9,6 +9,7 @@ tests (``tests/e2e/test_reliable_ws.py``) run the same endpoints through a real 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,7 +73,8 @@ def later(
     presence: bool = False,
     connection: str = CONNECTION,
 ) -> SocketRequest:
-    meta = {"grip-channels": channels}
+    # Told the tip a moment ago: only the tests of the rule that it is due get one.
+    meta = {"grip-channels": channels, "grip-tipped": str(int(time.time()))}
     if presence:
         meta["grip-presence"] = "1"
     return SocketRequest(WebSocketContext(connection, meta, list(events)), {})
@@ -361,6 +363,23 @@ def test_a_ping_sweeps_expired_members_as_an_idle_call_does(
     )
     assert [m.client for m in reply.left] == ["gone"]
     assert [m.client for m in reply.joined] == ["pinger"]  # it had expired too, and is back
+
+
+@pytest.mark.parametrize("tipped", ["", "soon", "1000"])
+def test_a_client_that_talks_too_often_for_idle_calls_still_gets_the_tip(
+    history: MemoryHistory, tipped: str
+) -> None:
+    """Pushpin makes no idle call on a connection whose client sends often; when the last
+    tip is older than keep_alive (or unknown), the client's own request brings one."""
+    fill(history, "room", 4)
+    meta = {"grip-channels": "room", "grip-tipped": tipped}
+    request = SocketRequest(WebSocketContext(CONNECTION, meta, [text("hi")]), {}, now=1030)
+    reply = serve(request, history)
+    assert sent(reply) == [tip(room=4)] and reply.messages == ["hi"]
+    assert headers(reply)["Set-Meta-grip-tipped"] == "1030"
+    fresh = {**meta, "grip-tipped": "1011"}  # 19 s ago: not yet
+    again = SocketRequest(WebSocketContext(CONNECTION, fresh, [text("hi")]), {}, now=1030)
+    assert sent(serve(again, history)) == []
 
 
 def test_a_connection_opened_before_the_endpoint_was_reliable_uses_the_handlers_channels(

@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from grip_asgi.client import (
     Backoff,
@@ -596,3 +597,18 @@ async def test_other_closes_from_the_server_reconnect(server: ScriptedServer, co
             await second.send(event("room", 2))
             assert ids(await take(client, 2)) == [("room", 1), ("room", 2)]
             assert (client.close_code, client.stats.reconnects) == (None, 1)
+
+
+@pytest.mark.anyio
+async def test_a_client_left_in_a_cancelled_scope_closes_its_connection_first(
+    server: ScriptedServer,
+) -> None:
+    """Leaving the client inside a cancelled scope (a timeout around it) must not skip the
+    client's own close: the connection is closed before ``async with`` returns."""
+    with anyio.fail_after(TIMEOUT):
+        with anyio.move_on_after(0.5):
+            async with fast_client(server.url("/chat/room")):
+                ws = await server.accept()
+                await anyio.sleep(TIMEOUT)
+        # The scope was cancelled while the client was open; its close has run by now.
+        assert ws.state in (State.CLOSING, State.CLOSED)

@@ -462,6 +462,9 @@ def _socket_request(
     ]
     if channels is not None:
         headers.append((b"meta-grip-channels", channels.encode()))
+        # Told the tip "just now" for the whole run (the request is replayed for minutes):
+        # the timed request is the message itself, not the periodic tip.
+        headers.append((b"meta-grip-tipped", str(int(time.time()) + 3600).encode()))
     request = AsgiRequest("POST", path, headers, encode_websocket_events(events))
     # AsgiRequest builds its scope with no query; the scope dict itself is ours to set.
     request.scope["query_string"] = query.encode()
@@ -513,7 +516,15 @@ def check_replies(
         return _messages(body), types
 
     def ids(messages: list[str]) -> list[int]:
-        return [json.loads(m)["id"] for m in messages if '"grip"' not in m]
+        """The ids replayed, single or in batches (``{"grip": "events", ...}``)."""
+        out = []
+        for text in messages:
+            message = json.loads(text)
+            if message.get("grip") == "events":
+                out += [event["id"] for event in message["events"]]
+            elif "grip" not in message:
+                out.append(message["id"])
+        return out
 
     replayed = list(range(last - MISSED + 1, last + 1))
     tip = json.dumps({"grip": "tip", "ids": {RESUME_CHANNEL: last}}, separators=(",", ":"))

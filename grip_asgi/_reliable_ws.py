@@ -235,8 +235,7 @@ def _open(
             yield from _join(reply, options, channel)
             members: list[Member] = yield PresenceCall("members", channel)
             reply.members[channel] = members
-            listed = [member.to_json() for member in members]
-            ws.send(_dumps({"grip": "members", "channel": channel, "members": listed}))
+            ws.send(_members_message(channel, members))
 
 
 @dataclass(frozen=True)
@@ -246,6 +245,23 @@ class _Reset:
 
 
 _Replayed = StoredEvent | _Reset
+
+
+def _members_message(channel: str, members: list[Member]) -> str:
+    """The ``members`` message: everyone, with their ``count``. Within one frame: a list
+    too long for :data:`BATCH_BYTES` lists the first members that fit, ``"truncated":
+    true`` (``members()`` on the server has them all)."""
+    listed = [_dumps(member.to_json()) for member in members]
+    head = f'{{"grip":"members","channel":{_dumps(channel)},"count":{len(members)},'
+    size = len(head.encode()) + len('"members":[],"truncated":true}')
+    kept = 0
+    for text in listed:
+        size += len(text.encode()) + 1
+        if size > BATCH_BYTES:
+            break
+        kept += 1
+    tail = "]}" if kept == len(listed) else '],"truncated":true}'
+    return head + '"members":[' + ",".join(listed[:kept]) + tail
 
 
 def _replay(

@@ -401,7 +401,7 @@ def test_a_close_is_echoed_and_reported(history: MemoryHistory) -> None:
 
 def members_message(*clients: tuple[str, str | None]) -> dict[str, Any]:
     listed = [{"client": c, "user": u, "info": None} for c, u in clients]
-    return {"grip": "members", "channel": "room", "members": listed}
+    return {"grip": "members", "channel": "room", "count": len(listed), "members": listed}
 
 
 def test_an_open_with_presence_joins_and_lists_the_members(
@@ -423,6 +423,24 @@ def test_an_open_with_presence_joins_and_lists_the_members(
     second = serve(opening(connection="c2"), history, presence, presence=True, user="bob")
     assert sent(second)[-1] == members_message(("c1", "ann"), ("c2", "bob"))
     assert [m.user for m in second.members["room"]] == ["ann", "bob"]
+
+
+def test_a_members_list_too_long_for_one_frame_is_cut_and_says_so(
+    history: MemoryHistory, presence: MemoryPresence
+) -> None:
+    for n in range(300):
+        presence.sync.join("room", f"client-{n:03}", ttl=60, user="a name of some length")
+    reply = serve(opening(connection="late"), history, presence, presence=True, user="zed")
+    status, _, body = reply.ws.to_response()
+    [members] = [
+        e.content for e in decode_websocket_events(body) if e.content and b'"members"' in e.content
+    ]
+    assert len(members) <= 15_000 + 2  # m: and the JSON: one WebSocket frame
+    message = json.loads(members[2:])
+    assert message["count"] == 301 and message["truncated"] is True
+    listed = [m["client"] for m in message["members"]]
+    assert 100 < len(listed) < 301 and listed == sorted(listed)[: len(listed)]
+    assert len(reply.members["room"]) == 301  # the server side has them all
 
 
 def test_a_close_and_a_disconnect_leave_at_once(

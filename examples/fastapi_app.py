@@ -76,14 +76,15 @@ async def chat(
     Connect as ``/chat/{room}?name=ann`` (``grip-client.js``'s ``ReliableSocket``, or
     ``grip_asgi.client.ReliableClient``): a new member first gets the room's latest messages,
     a client that reconnects gets exactly what it missed, and every member sees who is here
-    and who joins or leaves. Every text message is published to the whole room; ``/leave``
-    closes the connection with code 4000. A bad room or name is refused on open (400).
+    and who joins or leaves. Every text message is published to the whole room as JSON
+    with its author, ``{"user": "ann", "text": "hello"}``; ``/leave`` closes the connection
+    with code 4000. A bad room or name is refused on open (400).
     """
     if ws.is_opening() and (refusal := chat_refusal(room, name)) is not None:
         ws.reject(400, refusal)
         return
     socket = await events.websocket(room, history=CHAT_HISTORY, presence=True, user=name)
-    await relay_chat(socket, room, publisher.publish_reliable)
+    await relay_chat(socket, room, publisher.publish_reliable, user=name)
 
 
 @app.get("/stream/{channel}")

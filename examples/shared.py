@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -48,12 +49,19 @@ def chat_refusal(room: str, name: str | None) -> str | None:
 
 
 async def relay_chat(
-    socket: SocketReply, room: str, publish_reliable: Callable[[str, str], Awaitable[object]]
+    socket: SocketReply,
+    room: str,
+    publish_reliable: Callable[[str, str], Awaitable[object]],
+    *,
+    user: str | None,
 ) -> None:
     """Publish a chat request's messages to every member of ``room``, in order.
 
     Each one goes to the room's reliable channel: its history (what a new member gets, and
     ``/events/<room>``) and every member's connection, as the reliable protocol's envelope.
+    Its data is JSON that says who sent it, ``{"user": "ann", "text": "hello"}``: ``user`` is
+    the sender's name (``?name=``, which the proxy sends with every request of the
+    connection) and ``text`` the message as sent, so a text that looks like JSON stays text.
     ``/leave`` closes the sender's connection with code 4000.
     """
     for message in socket.messages:
@@ -63,7 +71,9 @@ async def relay_chat(
         if not isinstance(message, str):
             continue  # the chat is text only
         try:
-            await publish_reliable(room, message)
+            # Not ASCII-escaped: a message in any script stays as short as its UTF-8.
+            data = json.dumps({"user": user, "text": message}, ensure_ascii=False)
+            await publish_reliable(room, data)
         except PublishError as exc:
             # Stored, so the members repair the gap from the history; a proxy that is down
             # must not cost this client its connection (the 500 would).

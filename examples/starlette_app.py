@@ -63,7 +63,7 @@ async def chat(request: Request) -> Response:
         return Response()
     events = get_events(request)
     socket = await events.websocket(room, history=CHAT_HISTORY, presence=True, user=name)
-    await relay_chat(socket, room, get_publisher(request).publish_reliable)
+    await relay_chat(socket, room, get_publisher(request).publish_reliable, user=name)
     return Response()
 
 

@@ -80,8 +80,9 @@ async def chat(request: GripHttpRequest, room: str) -> None:
     Connect as ``/chat/<room>?name=ann`` (``grip-client.js``'s ``ReliableSocket``, or
     ``grip_asgi.client.ReliableClient``): a new member first gets the room's latest messages,
     a client that reconnects gets exactly what it missed, and every member sees who is here
-    and who joins or leaves. Every text message is published to the whole room; ``/leave``
-    closes the connection with code 4000. A bad room or name is refused on open (400).
+    and who joins or leaves. Every text message is published to the whole room as JSON
+    with its author, ``{"user": "ann", "text": "hello"}``; ``/leave`` closes the connection
+    with code 4000. A bad room or name is refused on open (400).
     """
     ws = request.grip.ws
     assert ws is not None  # websocket_only lets only WebSocket-over-HTTP requests in
@@ -90,7 +91,7 @@ async def chat(request: GripHttpRequest, room: str) -> None:
         ws.reject(400, refusal)
         return
     socket = await awebsocket_events(request, room, history=CHAT_HISTORY, presence=True, user=name)
-    await relay_chat(socket, room, apublish_reliable)
+    await relay_chat(socket, room, apublish_reliable, user=name)
 
 
 @require_GET

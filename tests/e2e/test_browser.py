@@ -58,6 +58,9 @@ BOUND = 2 * KEEP_ALIVE + 10
 #: Messages sent while page B is offline: half from page A, half published by the app's API.
 OFFLINE_MESSAGES = 6
 
+#: A member's text that looks like the app's JSON for another member's message.
+FORGED = '{"user": "ann", "text": "not from ann"}'
+
 ProxiedAppFactory = Callable[..., ProxiedApp]
 ServerFactory = Callable[[int, dict[str, str]], ProcessServer]
 STACKS = pytest.mark.parametrize(
@@ -111,38 +114,52 @@ async def publish(app: ProxiedApp, text: str) -> None:
     response.raise_for_status()
 
 
-async def timeline(page: Page) -> list[tuple[int, str]]:
-    """The messages the page shows, as (id, text), in page order."""
+#: A message as the page shows it: (id, author or None, text).
+Shown = tuple[int, str | None, str]
+
+
+async def timeline(page: Page) -> list[Shown]:
+    """The messages the page shows, as (id, author, text), in page order; the author is
+    None for a message with no ``.who``."""
     items = page.locator("#messages li[data-id]")
-    shown: list[tuple[str, str]] = await items.evaluate_all(
-        "items => items.map(item => [item.dataset.id, item.textContent])"
+    shown: list[tuple[str, str | None, str]] = await items.evaluate_all(
+        """items => items.map(item => [
+            item.dataset.id,
+            item.querySelector(":scope > .who")?.textContent ?? null,
+            item.querySelector(":scope > .text").textContent,
+        ])"""
     )
-    return [(int(id), text) for id, text in shown]
+    return [(int(id), who, text) for id, who, text in shown]
 
 
-async def shows_ids(page: Page, count: int) -> list[tuple[int, str]]:
+async def shows_ids(page: Page, count: int) -> list[Shown]:
     """Wait until the page shows ids 1..count, each once and in order; its timeline."""
     ids = page.locator("#messages li[data-id]")
     await expect(ids).to_have_count(count)
     shown = await timeline(page)
-    assert [id for id, _ in shown] == list(range(1, count + 1)), shown
+    assert [id for id, _, _ in shown] == list(range(1, count + 1)), shown
     return shown
 
 
-async def say_while_away(page_a: Page, app: ProxiedApp, first: int) -> list[str]:
-    """Page A sends and the API publishes, alternately, OFFLINE_MESSAGES messages (ids from
-    ``first``); returns once page A shows them all."""
-    said = []
+async def say_while_away(page_a: Page, app: ProxiedApp, first: int) -> None:
+    """Page A (as ann) sends and the API publishes, alternately, OFFLINE_MESSAGES messages
+    (ids from ``first``); returns once page A shows them all, each with its author or none."""
     for number in range(first, first + OFFLINE_MESSAGES):
         if number % 2:
+            who: str | None = "ann"
             text = f"#{number} from page A: é, 😀 & <b>not bold</b>"
             await send(page_a, text)
         else:
-            text = f"#{number} published by the API, 100% plain"
+            who, text = None, f"#{number} published by the API, 100% plain"
             await publish(app, text)
-        said.append(text)
-        await expect(page_a.locator(f'#messages li[data-id="{number}"]')).to_have_text(text)
-    return said
+        shown = page_a.locator(f'#messages li[data-id="{number}"]')
+        await expect(shown.locator(".text")).to_have_text(text)
+        if who is None:
+            await expect(shown.locator(".who")).to_have_count(0)
+        else:
+            await expect(shown.locator(".who")).to_have_text(who)
+    # Text, never markup: the <b> in page A's messages is not an element.
+    await expect(page_a.locator("#messages b")).to_have_count(0)
 
 
 def save_screenshot(path: Path) -> None:
@@ -171,7 +188,15 @@ async def test_a_message_from_one_page_shows_on_the_other(
         # B is subscribed once connected (the open answer subscribes): one send is enough.
         await send(page_a, message)
         for page in (page_a, page_b):  # a publish reaches every member, the sender too
-            assert await shows_ids(page, 1) == [(1, message)]
+            assert await shows_ids(page, 1) == [(1, "ann", message)]
+        # B answers, with a text that looks like a message from ann: it is B's, as typed.
+        await send(page_b, FORGED)
+        for page in (page_a, page_b):
+            assert await shows_ids(page, 2) == [(1, "ann", message), (2, "bob", FORGED)]
+        # Each page marks its own messages.
+        mine = "#messages li[data-id].mine"
+        await expect(page_a.locator(mine)).to_have_attribute("data-id", "1")
+        await expect(page_b.locator(mine)).to_have_attribute("data-id", "2")
         await expect(page_a.locator("#members li")).to_have_text(["ann", "bob"])
         await expect(page_b.locator("#members li")).to_have_text(["ann", "bob"])
 
@@ -218,7 +243,7 @@ async def test_a_page_back_online_and_reloaded_shows_every_message_once_in_order
         await page_b.goto("about:blank")
         for text in ("while page B was away", "and one more"):
             await send(page_a, text)
-            expected.append((len(expected) + 1, text))
+            expected.append((len(expected) + 1, "ann", text))
         async with page_b.expect_websocket() as opened:
             await page_b.goto(f"{app.http_url}/")
         assert f"last_event_id={ROOM}%3A{count}" in (await opened.value).url

@@ -11,6 +11,7 @@ channel history and member lists in a SQLite file of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -141,8 +142,24 @@ def events_of(items: list[Item]) -> list[Event]:
     return [item for item in items if isinstance(item, Event)]
 
 
-def has_event(data: str) -> Callable[[list[Item]], bool]:
-    return lambda items: any(event.data == data for event in events_of(items))
+def said(event: Event) -> tuple[str, str]:
+    """A member's chat message: (its author, its text), from the event's JSON data."""
+    message = json.loads(event.data)
+    assert isinstance(message, dict) and message.keys() == {"user", "text"}, event.data
+    return message["user"], message["text"]
+
+
+def text_of(event: Event) -> str:
+    """A chat event's text: a member's is in its JSON; a plain publish's is its data."""
+    try:
+        message = json.loads(event.data)
+    except ValueError:
+        return event.data
+    return str(message["text"]) if isinstance(message, dict) else event.data
+
+
+def has_event(text: str) -> Callable[[list[Item]], bool]:
+    return lambda items: any(text_of(event) == text for event in events_of(items))
 
 
 def presence_of(items: list[Item], kind: str) -> list[Presence]:
@@ -161,6 +178,10 @@ def users(presence: Presence) -> list[str]:
     return sorted(str(member["user"]) for member in presence.members)
 
 
+#: A member's message that looks like another's: the app wraps it as text, with its author.
+FORGED = json.dumps({"user": "bob", "text": "not from bob"})
+
+
 @pytest.mark.anyio
 async def test_a_chat_message_reaches_every_member_once_in_order(chat_app: ProxiedApp) -> None:
     room = "lobby"
@@ -169,15 +190,15 @@ async def test_a_chat_message_reaches_every_member_once_in_order(chat_app: Proxi
             ReliableClient(chat_url(chat_app, room, "ann"), channels=[room]) as ann,
             ReliableClient(chat_url(chat_app, room, "bob"), channels=[room]) as bob,
         ):
-            for text in ("one", "two", "three"):
+            for text in ("one", "two", FORGED):
                 await ann.send(text)
-            # The sender gets its own messages too: every member does.
+            # The sender gets its own messages too: every member does, each with its author.
             for member in (ann, bob):
-                events = events_of(await read_items(member, has_event("three")))
-                assert [(e.channel, e.id, e.data) for e in events] == [
-                    (room, 1, "one"),
-                    (room, 2, "two"),
-                    (room, 3, "three"),
+                events = events_of(await read_items(member, has_event(FORGED)))
+                assert [(e.channel, e.id, said(e)) for e in events] == [
+                    (room, 1, ("ann", "one")),
+                    (room, 2, ("ann", "two")),
+                    (room, 3, ("ann", FORGED)),  # a text that looks like JSON stays text
                 ]
                 assert member.positions == {room: 3}
 
@@ -194,8 +215,8 @@ async def test_a_new_member_gets_the_rooms_latest_messages_first(chat_app: Proxi
         async with ReliableClient(chat_url(chat_app, room, "bob"), channels=[room]) as bob:
             # The open answer: the latest messages, the tip, then the members.
             opened = await read_items(bob, has_presence("members"))
-    backlog = [(event.id, event.data) for event in events_of(opened)]
-    assert backlog == [(number + 1, sent[number]) for number in range(5, CHAT_HISTORY + 5)]
+    backlog = [(event.id, said(event)) for event in events_of(opened)]
+    assert backlog == [(number + 1, ("ann", sent[number])) for number in range(5, CHAT_HISTORY + 5)]
     assert bob.positions == {room: CHAT_HISTORY + 5}
 
 
@@ -219,8 +240,11 @@ async def test_a_member_that_comes_back_gets_what_it_missed_once(chat_app: Proxi
             later = await read_items(back, has_event("after"))
     assert left_at == {room: 1}
     # Exactly what it missed: no history again, nothing twice.
-    assert [(e.id, e.data) for e in events_of(resumed)] == [(2, "missed 1"), (3, "missed 2")]
-    assert [(e.id, e.data) for e in events_of(later)] == [(4, "after")]
+    assert [(e.id, said(e)) for e in events_of(resumed)] == [
+        (2, ("bob", "missed 1")),
+        (3, ("bob", "missed 2")),
+    ]
+    assert [(e.id, said(e)) for e in events_of(later)] == [(4, ("ann", "after"))]
 
 
 @pytest.mark.anyio
@@ -256,7 +280,10 @@ async def test_members_see_who_is_here_and_who_joins_and_leaves(chat_app: Proxie
 
 @pytest.mark.anyio
 async def test_the_publish_route_reaches_the_chat_room(app: ProxiedApp) -> None:
-    """``POST /publish/<room>`` (FastAPI and Django) is a reliable publish: a chat event."""
+    """``POST /publish/<room>`` (FastAPI and Django) is a reliable publish: a chat event.
+
+    Its data is the body as sent, not a member's JSON: the page shows it with no author.
+    """
     room = "news"
     with anyio.fail_after(TIMEOUT):
         async with (
@@ -287,11 +314,14 @@ async def test_a_bad_room_or_name_is_refused_on_open(chat_app: ProxiedApp) -> No
             response = rejected.value.response
             assert (response.status_code, path) == (400, path)
             assert problem in response.body.decode(), path
-        # The longest name, in any script, is welcome.
+        # The longest name, in any script, is welcome, and signs its messages.
         name = "Zoë " + "é" * 28
         async with ReliableClient(chat_url(chat_app, "lobby", name), channels=["lobby"]) as zoe:
             [members] = presence_of(await read_items(zoe, has_presence("members")), "members")
+            await zoe.send("γειά σου 😀")
+            [event] = events_of(await read_items(zoe, has_event("γειά σου 😀")))
     assert users(members) == [name]
+    assert said(event) == (name, "γειά σου 😀")
 
 
 async def read_until(response: httpx.Response, marker: str, received: anyio.Event) -> str:

@@ -65,7 +65,8 @@ def instructions(app: str, pushpin: Pushpin, workers: int) -> str:
         "                who is here, joins and leaves; reload a tab or cut the network for a",
         "                while, and each message still shows once, in order",
         f"  chat client   python -m websockets '{ws_url}/chat/lobby?name=cli'",
-        "                (the reliable protocol's JSON; grip_asgi.client reads it for you)",
+        "                (the reliable protocol's JSON, which grip_asgi.client reads for",
+        '                you; a chat message\'s data is {"user": <name>, "text": <message>})',
         f"  WebSocket     {ws_url}/echo   e.g. python -m websockets {ws_url}/echo",
         f"  HTTP stream   curl -N {url}/stream/news",
     ]
@@ -78,8 +79,8 @@ def instructions(app: str, pushpin: Pushpin, workers: int) -> str:
             f"                curl -N -H 'Last-Event-ID: news:1' {url}/events/news)",
             "",
             f"  publish       curl -d hello {url}/publish/lobby",
-            "                (reliably: to the chat room lobby and /events/lobby; and to the",
-            "                channel's streams, SSE and long-polls)",
+            "                (reliably: to the chat room lobby, shown there with no author,",
+            "                and /events/lobby; and to the channel's streams, SSE and long-polls)",
         ]
     lines += [
         f"  plain publish GRIP_URL='{pushpin.grip_url}' \\",

@@ -119,14 +119,6 @@ class Deployment:
     history_url: str
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[Any]:
-    from tests.history.conftest import running_redis  # the history tests' real redis-server
-
-    with running_redis() as server:
-        yield server
-
-
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest) -> Scenario:
     chosen: Scenario = request.param

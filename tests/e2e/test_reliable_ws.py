@@ -34,7 +34,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,14 +169,6 @@ async def drop_at_random(socket: SocketSubscriber, chaos: Chaos, rng: random.Ran
         else:
             socket.aborted += 1
             ws.transport.abort()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[Any]:
-    from tests.history.conftest import running_redis  # the history tests' real redis-server
-
-    with running_redis() as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,17 +9,19 @@ the id, and asks this endpoint for what it lacks (``{"grip": "sync", "last_event
 
 - **Resume on open**: a reconnecting client names its positions in the query
   (``?last_event_id=room:41``); the OPEN response replays what it missed and subscribes, in
-  one answer, so no live message can overtake the replay.
-- **The tip**: every answer that replays, and every keep-alive request Pushpin makes on an
-  idle connection (``Keep-Alive-Interval``), ends with the store's latest ids
-  (``{"grip": "tip", ...}``): a client that lost the last message of a quiet channel learns
-  of it there. The connection's channels live in its meta (``Set-Meta-Grip-Channels``), set
-  at open: Pushpin sends them back with every request, and a client cannot change them.
-- **Presence**: a member per connection, joined at open, left at CLOSE or DISCONNECT; the
-  keep-alive request also pings the client, and its PONG (or any message) keeps the
-  membership alive. One that vanishes without its TCP connection closing expires after
-  ``keep_alive + presence_margin`` seconds and is announced gone by the next keep-alive
-  sweep of its channel. Join and leave notices go to every member.
+  one answer, so no live message can overtake the replay. Replays go out packed
+  (``{"grip": "events", ...}``), a frame at most per message.
+- **The tip**: every answer that replays, every call Pushpin makes on an idle connection
+  (``Keep-Alive-Interval``), every ping from the client, and any request once the last tip
+  is ``keep_alive`` seconds old end with the store's latest ids (``{"grip": "tip", ...}``):
+  a client that lost the last message of a quiet channel learns of it there. The
+  connection's channels live in its meta (``Set-Meta-Grip-Channels``), set at open: Pushpin
+  sends them back with every request, and a client cannot change them.
+- **Presence**: a member per connection, joined at open, left at CLOSE or DISCONNECT; an
+  idle call also pings the client, and its PONG (or any message) keeps the membership
+  alive. One that vanishes without its TCP connection closing expires after
+  ``keep_alive + presence_margin`` seconds and is announced gone by the next idle call or
+  client ping in its channel. Join and leave notices go to every member.
 
 Sans-IO like :mod:`grip_asgi._recovery`: :func:`websocket_steps` yields store calls, and
 :func:`~grip_asgi._recovery.run` / :func:`~grip_asgi._recovery.run_sync` carry them out.
@@ -88,7 +90,7 @@ class SocketOptions:
     channels: tuple[str, ...]
     #: Events a new client gets from the history (the latest ones), e.g. a chat's backlog.
     history: int = 0
-    #: Most events replayed per channel in one answer; the client asks again for the rest.
+    #: Most events replayed in one answer; the client asks again for the rest.
     page_size: int = 100
     #: Keep the channels' member lists (``grip_asgi.presence``).
     presence: bool = False

@@ -15,11 +15,9 @@ import math
 import os
 import random
 import re
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from urllib.parse import quote
 
 import anyio
@@ -27,7 +25,7 @@ import httpx
 
 from grip_asgi.pushpin import Pushpin
 
-from .servers import ProcessServer, UvicornServer
+from .servers import GunicornServer, ProcessServer, UvicornServer
 
 #: Summary lines of the scenarios run in this session, for the terminal summary.
 RESULTS: list[str] = []
@@ -134,10 +132,7 @@ def django_asgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
 def django_wsgi(port: int, env: dict[str, str], workers: int) -> ProcessServer:
     env = {**env, "RELIABLE_DJANGO_VIEWS": "sync"}
     app = "tests.e2e.reliable_django:application"
-    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-    if int(version("gunicorn").split(".")[0]) >= 27:
-        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
-    return ProcessServer(argv, port, "/", env)
+    return GunicornServer(app, port=port, workers=workers, env=env)
 
 
 STACKS: dict[str, Callable[[int, dict[str, str], int], ProcessServer]] = {

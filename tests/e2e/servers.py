@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -176,6 +177,25 @@ class UvicornServer(ProcessServer):
         # A held response must not keep uvicorn from exiting.
         argv += ["--workers", str(workers), "--timeout-graceful-shutdown", "1", *extra_args]
         super().__init__(argv, port, ready_path, env, timeout=timeout)
+
+
+class GunicornServer(ProcessServer):
+    """Gunicorn serving the WSGI ``app`` (an import string) with ``workers`` processes."""
+
+    def __init__(
+        self,
+        app: str,
+        *,
+        port: int,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}"]
+        argv += ["-w", str(workers), *extra_args]
+        if int(version("gunicorn").split(".")[0]) >= 27:
+            argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
+        super().__init__(argv, port, "/", env)
 
 
 #: Builds the app server for a port and an environment (``GRIP_URL`` included).

@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
@@ -33,7 +32,7 @@ from examples.shared import CHAT_HISTORY
 from grip_asgi.client import Event, Item, Presence, ReliableClient
 from grip_asgi.testing import GripTestProxy, open_event
 
-from .servers import REPO_ROOT, ProcessServer, ProxiedApp, UvicornServer
+from .servers import REPO_ROOT, GunicornServer, ProcessServer, ProxiedApp, UvicornServer
 
 TIMEOUT = 15  # seconds any one test may take, start-up excluded
 ProxiedAppFactory = Callable[..., ProxiedApp]
@@ -50,11 +49,7 @@ def django_asgi(port: int, env: dict[str, str]) -> ProcessServer:
 
 
 def django_wsgi(port: int, env: dict[str, str]) -> ProcessServer:
-    app = "examples.django_project.wsgi:application"
-    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", "2"]
-    if int(version("gunicorn").split(".")[0]) >= 27:
-        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
-    return ProcessServer(argv, port, "/", env)
+    return GunicornServer("examples.django_project.wsgi:application", port=port, workers=2, env=env)
 
 
 def starlette(port: int, env: dict[str, str]) -> ProcessServer:

@@ -15,7 +15,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import anyio
@@ -26,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.compat.harness import original_source
 from tests.compat.peers import build_site
 
-from .servers import REPO_ROOT, ProcessServer, ProxiedApp, ServerFactory
+from .servers import REPO_ROOT, GunicornServer, ProcessServer, ProxiedApp, ServerFactory
 
 TIMEOUT = 15  # seconds any one test may take, start-up excluded
 ProxiedAppFactory = Callable[..., ProxiedApp]
@@ -53,13 +52,10 @@ def original_gripcontrol_app(site: Path, script: Path) -> ServerFactory:
 
 def django_grip_app(port: int, env: dict[str, str]) -> ProcessServer:
     app = "tests.e2e.ported.django_grip_project.wsgi:application"
-    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}"]
-    # One process (the long-poll's object lives in it), several threads.
-    argv += ["-w", "1", "--threads", "4"]
-    if int(version("gunicorn").split(".")[0]) >= 27:
-        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
     settings = "tests.e2e.ported.django_grip_project.settings"
-    return ProcessServer(argv, port, "/", {**env, "DJANGO_SETTINGS_MODULE": settings})
+    # One process (the long-poll's object lives in it), several threads.
+    env = {**env, "DJANGO_SETTINGS_MODULE": settings}
+    return GunicornServer(app, port=port, workers=1, env=env, extra_args=["--threads", "4"])
 
 
 async def send_until(

@@ -41,7 +41,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +52,7 @@ import pytest
 
 from grip_asgi.client import Presence, ReliableClient
 
-from .servers import REPO_ROOT, ProcessServer, ProxiedApp, UvicornServer
+from .servers import REPO_ROOT, GunicornServer, ProcessServer, ProxiedApp, UvicornServer
 
 ROOM = "lobby"
 KEEP_ALIVE = 20  # the apps' keep_alive
@@ -85,10 +84,7 @@ def django_wsgi(port: int, env: dict[str, str]) -> ProcessServer:
     env = {**env, "PRESENCE_DJANGO_VIEWS": "sync"}
     app = "tests.e2e.presence_django:application"
     # Two workers: the members live in SQLite, not in a process.
-    argv = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", "2"]
-    if int(version("gunicorn").split(".")[0]) >= 27:
-        argv.append("--no-control-socket")  # else it opens ~/.gunicorn/gunicorn.ctl
-    return ProcessServer(argv, port, "/", env)
+    return GunicornServer(app, port=port, workers=2, env=env)
 
 
 #: Each stack, and the ``info`` its members carry.

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import random
 import sys
 import threading
@@ -42,7 +41,7 @@ from ._errors import (
     PublishTimeoutError,
 )
 from ._sse import encode_sse_event
-from .history import DEFAULT_HISTORY_URL, HistoryStore, StoredEvent, open_history
+from .history import HistoryStore, StoredEvent, open_history
 from .zmq import _sockets as _zmq
 from .zmq._protocol import command_messages, pub_message, push_message
 
@@ -854,12 +853,11 @@ class _BasePublisher(Generic[_C, _R]):
     def presence(self) -> PresenceStore:
         """Who is connected to each reliable WebSocket channel (``grip_asgi.presence``): kept
         in the same place as the :attr:`history` (``GRIP_HISTORY_URL``), opened on first use."""
-        from .presence import open_presence
+        from .presence._base import open_presence_beside_history
 
         with self._lock:
             if self._presence is None:
-                url = self.settings.history_url or os.environ.get("GRIP_HISTORY_URL")
-                self._presence = open_presence(url or DEFAULT_HISTORY_URL)
+                self._presence = open_presence_beside_history(self.settings.history_url)
             return self._presence
 
     def _reliable(self, event: StoredEvent) -> tuple[str, Item]:

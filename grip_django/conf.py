@@ -40,8 +40,9 @@ from django.conf import settings
 from grip_asgi._config import GripConfig, GripSettings, Key, env_flag
 from grip_asgi._context import GripLimits, GripProcessor
 from grip_asgi._errors import GripConfigError
-from grip_asgi.history import DEFAULT_HISTORY_URL, HistoryStore, open_history
-from grip_asgi.presence import PresenceStore, open_presence
+from grip_asgi.history import HistoryStore, open_history
+from grip_asgi.presence import PresenceStore
+from grip_asgi.presence._base import open_presence_beside_history
 
 __all__ = (
     "GRIP_SETTINGS",
@@ -264,8 +265,8 @@ class GripDjangoSettings:
         process."""
         with self._lock:
             if self._presence is None:
-                url = self._read_settings().history_url or os.environ.get("GRIP_HISTORY_URL")
-                self._presence = open_presence(url or DEFAULT_HISTORY_URL)
+                url = self._read_settings().history_url
+                self._presence = open_presence_beside_history(url)
             return self._presence
 
     def _read_settings(self) -> GripSettings:

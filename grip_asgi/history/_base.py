@@ -402,6 +402,14 @@ def _sqlite_path(url: str, netloc: str, path: str, kind: str) -> str:
     return file
 
 
+def history_url_or_default(url: str | None) -> str:
+    """``url`` unless it is None, else the ``GRIP_HISTORY_URL`` environment variable, else
+    :data:`DEFAULT_HISTORY_URL`."""
+    if url is not None:
+        return url
+    return os.environ.get("GRIP_HISTORY_URL") or DEFAULT_HISTORY_URL
+
+
 def open_history(url: str | None = None, *, retention: Retention | None = None) -> HistoryStore:
     """Open the history store that ``url`` names.
 
@@ -410,8 +418,7 @@ def open_history(url: str | None = None, *, retention: Retention | None = None) 
     :func:`parse_history_url` for the URL shapes. ``retention``, when given, replaces the
     retention that the URL asks for. Nothing is connected until the first call.
     """
-    if url is None:
-        url = os.environ.get("GRIP_HISTORY_URL") or DEFAULT_HISTORY_URL
+    url = history_url_or_default(url)
     parsed = parse_history_url(url)
     keep = parsed.retention if retention is None else retention
     if not isinstance(keep, Retention):

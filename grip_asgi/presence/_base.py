@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from .._config import _redacted
 from .._errors import GripConfigError, GripError
 from .._stores import AsyncFace, BlockingFace, SyncBacked, UnavailableError
-from ..history._base import check_channel, parse_history_url
+from ..history._base import check_channel, history_url_or_default, parse_history_url
 
 __all__ = (
     "Member",
@@ -251,7 +251,7 @@ def open_presence(url: str) -> PresenceStore:
     """
     parsed = parse_history_url(url, kind="presence")
     for piece in filter(None, urlsplit(url).query.split("&")):
-        name = unquote(piece.partition("=")[0].replace("+", " "))
+        name = _param_name(piece)
         if name in _HISTORY_ONLY_PARAMS:
             raise GripConfigError(
                 f"a presence URL takes no {name!r} (a history parameter): {_redacted(url)!r}"
@@ -269,3 +269,22 @@ def open_presence(url: str) -> PresenceStore:
     except ImportError as exc:  # the optional redis package is missing
         raise GripConfigError(f"{exc} (for the presence URL {_redacted(url)!r})") from exc
     return RedisPresence(parsed.redis_url, key_prefix=parsed.key_prefix)
+
+
+def open_presence_beside_history(history_url: str | None) -> PresenceStore:
+    """The presence store kept where the history of ``history_url`` is (None: the history's
+    own default, ``GRIP_HISTORY_URL`` then :data:`~grip_asgi.history.DEFAULT_HISTORY_URL`).
+
+    The history's retention parameters (``max_events``, ``max_age``) are the history's
+    alone: they are left out, so a history URL that limits retention serves presence too.
+    """
+    # Cut by hand: urlunsplit would turn sqlite:////abs/path into sqlite://abs/path.
+    base, _, query = history_url_or_default(history_url).partition("?")
+    pieces = filter(None, query.split("&"))
+    kept = [piece for piece in pieces if _param_name(piece) not in _HISTORY_ONLY_PARAMS]
+    return open_presence(f"{base}?{'&'.join(kept)}" if kept else base)
+
+
+def _param_name(piece: str) -> str:
+    """The name of one ``name=value`` piece of a URL's query, decoded."""
+    return unquote(piece.partition("=")[0].replace("+", " "))

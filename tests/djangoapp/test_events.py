@@ -203,6 +203,13 @@ def test_the_history_follows_the_setting() -> None:
         assert grip_conf.history.retention.max_events == 3
 
 
+def test_the_members_are_kept_beside_a_history_that_limits_retention() -> None:
+    from grip_asgi.presence import MemoryPresence
+
+    with override_settings(GRIP_HISTORY_URL="memory:?max_events=3"):
+        assert isinstance(grip_conf.presence, MemoryPresence)
+
+
 def test_without_the_middleware_the_views_say_what_is_missing() -> None:
     from django.test import RequestFactory
 

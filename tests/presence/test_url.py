@@ -104,3 +104,42 @@ def test_without_the_redis_package_a_redis_url_says_what_to_install(
     assert "for the presence URL" in str(caught.value)
     assert "s3cret" not in str(caught.value)
     assert isinstance(open_presence("memory:"), MemoryPresence)
+
+
+@pytest.mark.parametrize(
+    ("history_url", "kept"),
+    [("memory:?max_events=3", 3), ("memory:?max_age=60&max_events=none", None), ("memory:", 1000)],
+)
+def test_the_presence_beside_a_history_leaves_its_retention_to_the_history(
+    history_url: str, kept: int | None
+) -> None:
+    """A reliable WebSocket with presence keeps its members where its history is; a history
+    URL that limits retention must not refuse presence (it used to: GripConfigError)."""
+    from grip_asgi import GripSettings, SyncPublisher
+    from grip_asgi.presence import MemoryPresence
+
+    settings = GripSettings.build("http://127.0.0.1:5561/", history_url=history_url)
+    with SyncPublisher(settings) as publisher:
+        assert isinstance(publisher.presence, MemoryPresence)
+        assert publisher.history.retention.max_events == kept
+
+
+def test_the_presence_beside_no_history_url_is_the_historys_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from grip_asgi.presence import MemoryPresence
+    from grip_asgi.presence._base import open_presence_beside_history
+
+    monkeypatch.setenv("GRIP_HISTORY_URL", "memory:?max_events=5")
+    assert isinstance(open_presence_beside_history(None), MemoryPresence)
+
+
+def test_the_presence_beside_a_sqlite_history_is_the_same_file(tmp_path: Path) -> None:
+    from grip_asgi.presence._base import open_presence_beside_history
+
+    path = tmp_path / "history.sqlite3"  # absolute: sqlite:////...
+    store = open_presence_beside_history(f"sqlite:///{path}?max_events=10")
+    assert isinstance(store, SQLitePresence)
+    store.sync.join("room", "c1", ttl=30)
+    assert path.exists()
+    store.sync.close()

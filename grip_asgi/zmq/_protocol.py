@@ -176,11 +176,7 @@ def command_messages(items: Sequence[Mapping[str, Any]]) -> tuple[tuple[bytes, .
 def zrpc_batch(request_id: bytes, batch: Sequence[bytes]) -> bytes:
     """The ZRPC request of a batch of :func:`command_messages`: ``refresh`` or ``publish``."""
     if len(batch) == 1 and batch[0][:1] == _REFRESH_MARK:
-        args = _frame(b"7:channel," + _frame(batch[0][1:], b","), b"}")
-        return _frame(
-            _frame(b"id", b",") + _frame(request_id, b",") + b"6:method,7:refresh,4:args," + args,
-            b"}",
-        )
+        return zrpc_request("refresh", {"channel": batch[0][1:]}, id=request_id)
     return zrpc_publish(request_id, batch)
 
 

@@ -226,7 +226,7 @@ def _open(
     if resuming:
         yield from _replay(out, resuming, options.page_size)
     _send_replay(ws, out, max(options.page_size, options.history))
-    yield from _send_tip(reply, now, tuple(positions))
+    yield from _send_tip(reply, now)
     for channel in reply.channels:
         ws.subscribe(RELIABLE_PREFIX + channel)
     ws.meta[CHANNELS_META] = ",".join(reply.channels)
@@ -234,8 +234,7 @@ def _open(
     if options.presence:
         ws.meta[PRESENCE_META] = "1"
         for channel in reply.channels:
-            yield from _join(reply, options, channel)
-            members: list[Member] = yield PresenceCall("members", channel)
+            members = yield from _join(reply, options, channel)
             reply.members[channel] = members
             ws.send(_members_message(channel, members))
 
@@ -320,17 +319,24 @@ def _batch(events: list[str]) -> str:
 
 def _join(
     reply: SocketReply, options: SocketOptions, channel: str
-) -> Generator[Operation, Any, None]:
+) -> Generator[Operation, Any, list[Member]]:
+    """Join this connection to ``channel`` (announced if it was not a member); the members."""
     client = reply.ws.connection_id
     new: bool = yield PresenceCall(
         "join", channel, (client,), {"ttl": options.ttl, "user": options.user, "info": options.info}
     )
+    members: list[Member] = yield PresenceCall("members", channel)
     if new:
-        members: list[Member] = yield PresenceCall("members", channel)
         for member in members:
             if member.client == client:
-                reply.joined.append(member)
-                reply.notices.append((channel, presence_notice("join", member)))
+                _announce(reply, "join", member)
+    return members
+
+
+def _announce(reply: SocketReply, kind: str, member: Member) -> None:
+    """Note a join or a leave, and the notice every member gets of it."""
+    (reply.joined if kind == "join" else reply.left).append(member)
+    reply.notices.append((member.channel, presence_notice(kind, member)))
 
 
 def _read_events(
@@ -343,11 +349,10 @@ def _read_events(
     # counts a relayed ping as activity, so a client that pings (``websockets`` does, every
     # 20 s) never gets the idle call, and its ping must do the idle call's work.
     quiet = all(event.type == "PING" for event in ws.in_events) and not ws.is_opening()
-    gone = False
+    gone = _has_close(ws)
     while ws.can_recv():
         message = ws.recv()
-        if message is None:  # CLOSE or DISCONNECT
-            gone = True
+        if message is None:  # CLOSE or DISCONNECT: nothing after it counts
             break
         if isinstance(message, str) and message.startswith("{"):
             command = _protocol_message(message)
@@ -355,7 +360,6 @@ def _read_events(
                 yield from _answer(reply, options, command, now)
                 continue
         reply.messages.append(message)
-    gone = gone or _has_close(ws)
     if quiet:
         # Tell the client the tip and sweep the channels' expired members; ping a client
         # that did not ping itself (its PONG keeps its membership).
@@ -370,8 +374,7 @@ def _read_events(
         if gone:
             member: Member | None = yield PresenceCall("leave", channel, (ws.connection_id,))
             if member is not None:
-                reply.left.append(member)
-                reply.notices.append((channel, presence_notice("leave", member)))
+                _announce(reply, "leave", member)
             continue
         if alive and not ws.is_opening():
             present: bool = yield PresenceCall(
@@ -382,8 +385,7 @@ def _read_events(
         if quiet:
             expired: list[Member] = yield PresenceCall("expire", channel)
             for member in expired:
-                reply.left.append(member)
-                reply.notices.append((channel, presence_notice("leave", member)))
+                _announce(reply, "leave", member)
 
 
 def _has_close(ws: WebSocketContext) -> bool:
@@ -427,12 +429,10 @@ def _answer(
     yield from _send_tip(reply, now)
 
 
-def _send_tip(
-    reply: SocketReply, now: float, channels: Sequence[str] = ()
-) -> Generator[Operation, Any, None]:
+def _send_tip(reply: SocketReply, now: float) -> Generator[Operation, Any, None]:
     """Tell the client the history's latest ids, and note when in the connection's meta."""
     tip: dict[str, int] = {}
-    for channel in channels or reply.channels:
+    for channel in reply.channels:
         tip[channel] = yield ReadLastId(channel)
     reply.ws.send(_dumps({"grip": "tip", "ids": tip}))
     reply.ws.meta[TIPPED_META] = str(int(now))

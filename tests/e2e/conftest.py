@@ -9,6 +9,8 @@ Fixtures:
 - ``proxied_app(app, *, workers=1, env=None, ready_path="/", **pushpin_options) -> ProxiedApp``:
   ``app`` (an import string run by uvicorn, or a ``ServerFactory``) started with ``GRIP_URL``
   pointing at a private Pushpin, then that Pushpin started in front of it.
+- ``scenario``: the reliable runs' ``Scenario``, given by indirect parametrization;
+  ``history_url``: a fresh history for it (a SQLite file here, or a new Redis key prefix).
 
 Both stop everything at teardown and print the logs, which pytest shows for failed tests.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import pytest
 
 from grip_asgi.pushpin import Pushpin
 
+from .reliable_clients import Scenario
 from .servers import ProcessServer, ProxiedApp, ServerFactory, log_tail, plan_proxied_app
 
 E2E_DIR = Path(__file__).parent
@@ -60,6 +64,20 @@ def pushpin_factory() -> Iterator[Callable[..., Pushpin]]:
             return pushpin
 
         yield start
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest) -> Scenario:
+    chosen: Scenario = request.param
+    return chosen
+
+
+@pytest.fixture
+def history_url(scenario: Scenario, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if scenario.store == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite3'}"  # absolute: sqlite:////...
+    redis = request.getfixturevalue("redis_server")
+    return f"{redis.url}?key_prefix=e2e-{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture

@@ -41,7 +41,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -120,20 +119,7 @@ class Deployment:
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest) -> Scenario:
-    chosen: Scenario = request.param
-    return chosen
-
-
-@pytest.fixture
-def deployment(
-    scenario: Scenario, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Deployment]:
-    if scenario.store == "sqlite":
-        history_url = f"sqlite:///{tmp_path / 'history.sqlite3'}"  # absolute: sqlite:////...
-    else:
-        redis = request.getfixturevalue("redis_server")
-        history_url = f"{redis.url}?key_prefix=e2e-{uuid.uuid4().hex[:8]}:"
+def deployment(scenario: Scenario, history_url: str) -> Iterator[Deployment]:
     app_port, *pushpin_ports = _free_ports(1 + 2 * scenario.pushpins)
     pushpins = [
         Pushpin(

@@ -36,7 +36,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -169,20 +168,6 @@ async def drop_at_random(socket: SocketSubscriber, chaos: Chaos, rng: random.Ran
         else:
             socket.aborted += 1
             ws.transport.abort()
-
-
-@pytest.fixture
-def scenario(request: pytest.FixtureRequest) -> Scenario:
-    chosen: Scenario = request.param
-    return chosen
-
-
-@pytest.fixture
-def history_url(scenario: Scenario, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if scenario.store == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.sqlite3'}"  # absolute: sqlite:////...
-    redis = request.getfixturevalue("redis_server")
-    return f"{redis.url}?key_prefix=e2e-ws-{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from grip_django import (
 )
 
 from .presence_log import note_events
+from .servers import one_file_django_application
 
 # --- Settings -------------------------------------------------------------------------------
 
@@ -111,12 +112,4 @@ urlpatterns = [
 
 # --- The application ------------------------------------------------------------------------
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", __name__)
-if _SYNC:
-    from django.core.wsgi import get_wsgi_application
-
-    application: object = get_wsgi_application()
-else:
-    from django.core.asgi import get_asgi_application
-
-    application = get_asgi_application()
+application = one_file_django_application(__name__, wsgi=_SYNC)

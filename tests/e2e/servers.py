@@ -198,6 +198,19 @@ class GunicornServer(ProcessServer):
         super().__init__(argv, port, "/", env)
 
 
+def one_file_django_application(settings_module: str, *, wsgi: bool) -> object:
+    """The WSGI (sync views) or ASGI (async views) application of a one-file Django project:
+    a module that is its own settings and URLconf."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    if wsgi:
+        from django.core.wsgi import get_wsgi_application
+
+        return get_wsgi_application()
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()
+
+
 #: Builds the app server for a port and an environment (``GRIP_URL`` included).
 ServerFactory = Callable[[int, dict[str, str]], ProcessServer]
 

@@ -47,6 +47,7 @@ import anyio
 import httpx
 import pytest
 
+from grip_asgi._recovery import PAGED_LINK_TIMEOUT
 from grip_asgi.history import open_history
 from grip_asgi.pushpin import Pushpin, _free_ports
 
@@ -506,7 +507,10 @@ async def test_two_processes_publishing_at_once_reach_everyone_in_the_historys_o
         "PUBLISH_URL": deployment.pushpins[0].control_url,
         "GRIP_HISTORY_URL": deployment.history_url,
     }
-    async with streaming(streams, timeout=60):
+    # A subscriber that fell behind catches up a page per PAGED_LINK_TIMEOUT at the least
+    # once the publishing stops: all 300 at PAGE_SIZE a page is the slowest it may take.
+    catch_up = 2 * each / PAGE_SIZE * PAGED_LINK_TIMEOUT + 5
+    async with streaming(streams, timeout=3 + 30 + catch_up + 10):
         for stream in streams:
             await stream.opened.wait()
         start = str(time.time() + 3)  # both at once, after their start-up
@@ -524,7 +528,7 @@ async def test_two_processes_publishing_at_once_reach_everyone_in_the_historys_o
             order = [event.data for event in await history.read(channel, 0, limit=1000)]
         finally:
             await history.aclose()
-        await settle(streams, [2 * each] * len(streams), timeout=20)
+        await settle(streams, [2 * each] * len(streams), timeout=catch_up)
     assert len(order) == 2 * each
     # Both published at once: the history's order mixes them (else this proves nothing).
     interleaved = sum(1 for a, b in zip(order, order[1:], strict=False) if a[:5] != b[:5])
